@@ -1,0 +1,73 @@
+"""Metrics records: metrics.jsonl (and TensorBoard events when tensorboardX is installed).
+
+Only process 0 writes. Each line is one JSON object with a `step` and scalar metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+
+
+def _scalar(value: Any) -> Any:
+  if isinstance(value, (str, bool)) or value is None:
+    return value
+  value = np.asarray(value)
+  return value.item() if value.size == 1 else value.tolist()
+
+
+class MetricsWriter:
+  """Appends `{"step": s, "kind": ..., **metrics}` lines to WORKDIR/metrics.jsonl."""
+
+  def __init__(self, workdir: Path | None, tensorboard: bool = True):
+    self.path = None if workdir is None else Path(workdir) / "metrics.jsonl"
+    self._active = self.path is not None and jax.process_index() == 0
+    self._tb = None
+    if self._active and tensorboard:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+      except ImportError:
+        self._tb = None
+
+  def truncate_after(self, step: int) -> None:
+    """Drops records past `step` (they are recomputed identically after a resume)."""
+    if not self._active or not self.path.exists():
+      return
+    kept = [line for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    self.path.write_text("".join(line + "\n" for line in kept))
+
+  def write(self, step: int, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Records scalar metrics of one kind ("train", "eval") at `step`; returns the record."""
+    record = {"step": int(step), "kind": kind, **{k: _scalar(v) for k, v in metrics.items()}}
+    if self._active:
+      with self.path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+      if self._tb is not None:
+        for k, v in record.items():
+          if k not in ("step", "kind") and isinstance(v, (int, float)):
+            self._tb.add_scalar(f"{kind}/{k}", v, step)
+    return record
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+  """All records of a metrics.jsonl file."""
+  return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def series(records: Iterable[dict[str, Any]], key: str, kind: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+  """(steps, values) of one metric across records of a kind."""
+  pairs = [(r["step"], r[key]) for r in records if r.get("kind") == kind and key in r]
+  if not pairs:
+    return np.zeros(0, int), np.zeros(0)
+  steps, values = zip(*pairs)
+  return np.asarray(steps), np.asarray(values)

@@ -1,0 +1,274 @@
+"""The one training loop of jaxpapers.
+
+Experiments describe themselves with a `Task` (model, optimizer, loss, data, evaluation, and an
+optional state update after each optimizer step) and hand it to `Trainer`. The loop jits one
+step over `nnx.split` state with NamedShardings on a (data, fsdp) mesh, donates the state
+buffers, evaluates every N steps, writes metrics.jsonl, checkpoints with orbax, resumes
+automatically, and saves and stops on SIGTERM. A seed fixes the run; a resumed run ends with
+bit-identical parameters to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxpapers.core import mesh as mesh_lib
+from jaxpapers.core.checkpoint import Checkpointer
+from jaxpapers.core.config import TrainConfig
+from jaxpapers.core.metrics import MetricsWriter
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class DataIterator(Protocol):
+  """A resumable iterator of this process's slice of each global batch."""
+
+  def __next__(self) -> dict[str, np.ndarray]: ...
+  def get_state(self) -> dict[str, Any]: ...
+  def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What an experiment gives the training loop.
+
+  Attributes:
+    init_model: builds the model from `nnx.Rngs` (seeded by the trainer).
+    optimizer: the optax transform applied to the `wrt` variables.
+    loss_fn: `(model, batch, rng) -> (loss, aux)`; `aux` is a dict of arrays: scalars are
+      logged, everything is passed to `after_update`.
+    train_data: resumable iterator of host batches (dicts of numpy arrays).
+    eval_fn: `model -> dict of scalar metrics`, run jitted every `eval_every` steps.
+    after_update: `(model, aux) -> None`, mutates non-differentiated model state after each
+      optimizer step, outside autodiff (e.g. router-bias balancing).
+    wrt: filter of the variables that are differentiated and optimized.
+  """
+
+  init_model: Callable[[nnx.Rngs], nnx.Module]
+  optimizer: optax.GradientTransformation
+  loss_fn: Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, Metrics]]
+  train_data: DataIterator
+  eval_fn: Callable[[nnx.Module], Metrics] | None = None
+  after_update: Callable[[nnx.Module, Metrics], None] | None = None
+  wrt: Any = nnx.Param
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """Outcome of `Trainer.run`: the last step reached and what was measured on the way."""
+
+  step: int
+  completed: bool
+  history: list[dict[str, Any]]
+  final_metrics: dict[str, Any]
+  params_checksum: str
+
+
+def params_checksum(tree: Any) -> str:
+  """sha256 of the leaves' bytes, in the fixed order of their sorted key paths."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  digest = hashlib.sha256()
+  for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      leaf = multihost_utils.process_allgather(leaf, tiled=True)
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(str(array.dtype).encode() + str(array.shape).encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _gather(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
+  """All-gathers an FSDP-sharded parameter before use (its transpose reduce-scatters grads)."""
+  if mesh.shape["fsdp"] == 1:
+    return x
+  if mesh_lib.is_explicit(mesh):
+    return jax.sharding.reshard(x, P())
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P()))
+
+
+class _StopFlag:
+  """Set by SIGTERM (when the trainer runs in the main thread)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class Trainer:
+  """Runs a `Task` for `config.steps` optimizer steps on `mesh`.
+
+  Args:
+    task: the experiment's pieces.
+    config: loop settings (steps, seed, eval/log/checkpoint cadence).
+    mesh: the (data, fsdp) device mesh.
+    workdir: where metrics, checkpoints and summary.json go; None keeps nothing on disk.
+    experiment: name recorded in checkpoints.
+    run_config: the full resolved config, recorded in checkpoints.
+  """
+
+  def __init__(self, task: Task, config: TrainConfig, mesh: jax.sharding.Mesh,
+               workdir: Path | None = None, experiment: str = "", run_config: dict | None = None):
+    self.task, self.config, self.mesh = task, config, mesh
+    self.workdir = None if workdir is None else Path(workdir)
+    with jax.set_mesh(mesh):
+      model = task.init_model(nnx.Rngs(config.seed))
+      optimizer = nnx.Optimizer(model, task.optimizer, wrt=task.wrt)
+    self._model_def, model_state = nnx.split(model)
+    self._opt_def, opt_state = nnx.split(optimizer)
+    state = {"model": model_state, "optimizer": opt_state,
+             "rng": jax.random.key_data(jax.random.key(config.seed + 1))}
+    self.state = jax.device_put(state, mesh_lib.state_shardings(state, mesh))
+    self.step = 0
+    self.checkpointer = None
+    if self.workdir is not None and config.checkpoint_every:
+      self.checkpointer = Checkpointer(self.workdir / "checkpoints", experiment,
+                                       run_config or {}, keep=config.keep_checkpoints)
+    self._train_step = jax.jit(self._step_fn, donate_argnums=0)
+    self._eval_step = jax.jit(self._eval_fn) if task.eval_fn else None
+
+  # ---- pure functions (traced once) ----
+
+  def _model(self, state) -> nnx.Module:
+    params, rest = nnx.State(state["model"]).split(self.task.wrt, ...)
+    gathered = jax.tree.map(lambda x: _gather(x, self.mesh), params)
+    return nnx.merge(self._model_def, gathered, rest)
+
+  def _step_fn(self, state, batch):
+    rng, step_rng = jax.random.split(jax.random.wrap_key_data(state["rng"]))
+    params, rest = nnx.State(state["model"]).split(self.task.wrt, ...)
+
+    def loss_of(params):
+      gathered = jax.tree.map(lambda x: _gather(x, self.mesh), params)
+      model = nnx.merge(self._model_def, gathered, rest)
+      loss, aux = self.task.loss_fn(model, batch, step_rng)
+      return loss, (aux, nnx.state(model, nnx.Not(self.task.wrt)))
+
+    (loss, (aux, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+    model = nnx.merge(self._model_def, params, rest)
+    optimizer = nnx.merge(self._opt_def, state["optimizer"])
+    optimizer.update(model, grads)
+    if self.task.after_update is not None:
+      self.task.after_update(model, aux)
+    scalars = {k: v for k, v in aux.items() if jnp.ndim(v) == 0}
+    new_state = {"model": nnx.state(model), "optimizer": nnx.state(optimizer),
+                 "rng": jax.random.key_data(rng)}
+    return new_state, {"loss": loss, **scalars}
+
+  def _eval_fn(self, state):
+    return self.task.eval_fn(self._model(state))
+
+  # ---- host-side loop ----
+
+  @property
+  def model(self) -> nnx.Module:
+    """The current model (a fresh Module over the current state)."""
+    return nnx.merge(self._model_def, self.state["model"])
+
+  def params(self) -> Any:
+    return nnx.State(self.state["model"]).split(self.task.wrt, ...)[0]
+
+  def restore_latest(self) -> int:
+    """Resumes from the newest checkpoint in the workdir, if any; returns the step."""
+    if self.checkpointer is None:
+      return self.step
+    latest = self.checkpointer.latest_step()
+    if latest is None:
+      return self.step
+    state, data_state = self.checkpointer.restore(latest, self.state)
+    self.state, self.step = state, latest
+    self.task.train_data.set_state(data_state)
+    return latest
+
+  def _save(self) -> None:
+    if self.checkpointer is not None and self.checkpointer.latest_step() != self.step:
+      self.checkpointer.save(self.step, self.state, self.task.train_data.get_state())
+
+  def evaluate(self) -> dict[str, float]:
+    if self._eval_step is None:
+      return {}
+    with jax.set_mesh(self.mesh):
+      return {k: float(v) for k, v in jax.device_get(self._eval_step(self.state)).items()}
+
+  def batches(self) -> Iterator[Batch]:
+    for local in self.task.train_data:
+      yield mesh_lib.global_batch(local, self.mesh)
+
+  def run(self, callback: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Trains from the current step to `config.steps`.
+
+    Args:
+      callback: called as `callback(step, record)` after each logged record (for progress
+        bars); `record["kind"]` is "train" or "eval".
+
+    Returns:
+      The result; `completed` is False when SIGTERM stopped the run (a checkpoint was saved).
+    """
+    cfg = self.config
+    writer = MetricsWriter(self.workdir)
+    writer.truncate_after(self.step)
+    history: list[dict[str, Any]] = []
+    last_train: dict[str, Any] = {}
+
+    def record(kind: str, metrics: dict[str, Any]) -> None:
+      rec = writer.write(self.step, kind, metrics)
+      history.append(rec)
+      if callback is not None:
+        callback(self.step, rec)
+
+    data = self.batches()
+    t0, s0 = time.perf_counter(), self.step
+    with _StopFlag() as stop, jax.set_mesh(self.mesh):
+      while self.step < cfg.steps:
+        if cfg.eval_every and self.step % cfg.eval_every == 0:
+          record("eval", self.evaluate())
+        self.state, metrics = self._train_step(self.state, next(data))
+        self.step += 1
+        if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+          elapsed = time.perf_counter() - t0
+          last_train = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          record("train", {**last_train, "steps_per_second": (self.step - s0) / max(elapsed, 1e-9)})
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+          self._save()
+        if stop.requested:
+          self._save()
+          writer.close()
+          return TrainResult(self.step, False, history, last_train, params_checksum(self.params()))
+      final_eval = self.evaluate()
+      record("eval", final_eval)
+    self._save()
+    writer.close()
+    final = {**{f"train_{k}": v for k, v in last_train.items()}, **final_eval}
+    result = TrainResult(self.step, True, history, final, params_checksum(self.params()))
+    if self.workdir is not None and jax.process_index() == 0:
+      summary = {"step": result.step, "final_metrics": final, "params_checksum": result.params_checksum}
+      (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
