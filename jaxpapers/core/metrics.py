@@ -34,12 +34,15 @@ class MetricsWriter:
       except ImportError:
         self._tb = None
 
-  def truncate_after(self, step: int) -> None:
-    """Drops records past `step` (they are recomputed identically after a resume)."""
+  def rewind(self, step: int) -> None:
+    """Drops the records a run resumed at `step` will write again (all of them at step 0)."""
     if not self._active or not self.path.exists():
       return
-    kept = [line for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+
+    def keep(record: dict[str, Any]) -> bool:
+      return record["step"] < step or (record["step"] == step and record["kind"] == "train")
+
+    kept = [line for line in self.path.read_text().splitlines() if line.strip() and keep(json.loads(line))]
     self.path.write_text("".join(line + "\n" for line in kept))
 
   def write(self, step: int, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Task:
   """What an experiment gives the training loop.
 
   Attributes:
-    init_model: builds the model from `nnx.Rngs` (seeded by the trainer).
+    init_model: builds the model as `init_model(rngs=nnx.Rngs(seed))`.
     optimizer: the optax transform applied to the `wrt` variables.
     loss_fn: `(model, batch, rng) -> (loss, aux)`; `aux` is a dict of arrays: scalars are
       logged, everything is passed to `after_update`.
@@ -140,7 +140,7 @@ class Trainer:
     self.task, self.config, self.mesh = task, config, mesh
     self.workdir = None if workdir is None else Path(workdir)
     with jax.set_mesh(mesh):
-      model = task.init_model(nnx.Rngs(config.seed))
+      model = task.init_model(rngs=nnx.Rngs(config.seed))
       optimizer = nnx.Optimizer(model, task.optimizer, wrt=task.wrt)
     self._model_def, model_state = nnx.split(model)
     self._opt_def, opt_state = nnx.split(optimizer)
@@ -234,7 +234,7 @@ class Trainer:
     """
     cfg = self.config
     writer = MetricsWriter(self.workdir)
-    writer.truncate_after(self.step)
+    writer.rewind(self.step)
     history: list[dict[str, Any]] = []
     last_train: dict[str, Any] = {}
 

@@ -1,0 +1,194 @@
+"""What an experiment declares, and the driver that trains one in a workdir.
+
+An experiment folder (`experiments/<name>/run.py`) exposes `EXPERIMENT`, an `Experiment`. The
+CLI and tests go through `train()` here, which owns the workdir rules: config.json, refusal of
+foreign or mismatching workdirs, `--overwrite` that moves (never deletes) the old run, and
+auto-resume from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+from jaxpapers.core import config as config_lib
+from jaxpapers.core import mesh as mesh_lib
+from jaxpapers.core.errors import ConfigError, WorkdirError
+from jaxpapers.core.train import Task, Trainer, TrainResult
+
+PRESETS = ("smoke", "small", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A paper's experiment as the CLI sees it.
+
+  Attributes:
+    name: registry name (`jaxpapers train NAME`).
+    paper: arXiv id.
+    title: paper title.
+    presets: preset name -> config (a frozen dataclass with `train` and `mesh` fields).
+    make_task: `(config, mesh) -> Task`, the pieces the shared loop runs.
+    reproduce: `(config, preset, out_dir, callback) -> (claims, plots)`; see core/report.
+    status: one word for `jaxpapers list` (e.g. "reproduced", "in progress").
+  """
+
+  name: str
+  paper: str
+  title: str
+  presets: dict[str, Any]
+  make_task: Callable[[Any, jax.sharding.Mesh], Task]
+  reproduce: Callable[..., Any]
+  status: str = "reproduced"
+
+  def config(self, preset: str, overrides: list[str] = ()) -> Any:
+    """The preset's config with `key=value` overrides applied."""
+    if preset not in self.presets:
+      raise ConfigError(f"unknown preset {preset!r} for {self.name}; choose one of {', '.join(self.presets)}")
+    return config_lib.override(self.presets[preset], list(overrides))
+
+
+def _record(experiment: str, config: Any) -> dict[str, Any]:
+  return {"experiment": experiment, "config": config_lib.to_dict(config)}
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+  keys = sorted(set(old) | set(new))
+  out = []
+  for k in keys:
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _diff(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+  return out
+
+
+def _move_away(workdir: Path) -> Path:
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  target = workdir.with_name(f"{workdir.name}.old-{stamp}")
+  shutil.move(str(workdir), str(target))
+  workdir.mkdir()
+  return target
+
+
+def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool = False) -> list[str]:
+  """Makes `workdir` ready for a run of `config`; returns notices for the user.
+
+  A workdir is accepted when it is new, empty, or holds a run of the same experiment and
+  config (which is then resumed). Otherwise it is refused, or with `overwrite` its old contents
+  are moved to a sibling `NAME.old-TIMESTAMP` folder (nothing is deleted).
+
+  Raises:
+    WorkdirError: the workdir is unwritable, foreign, or holds a different run.
+  """
+  workdir = Path(workdir)
+  notices = []
+  if workdir.exists() and not workdir.is_dir():
+    raise WorkdirError(f"workdir {workdir} is a file; pass a directory to --workdir")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise WorkdirError(f"workdir {workdir} is not writable; choose another --workdir")
+  new = _record(experiment, config)
+  config_file = workdir / "config.json"
+  if config_file.exists():
+    try:
+      old = json.loads(config_file.read_text())
+    except ValueError:
+      old = {"unreadable": str(config_file)}
+    if old != new:
+      changes = _diff(old, new)
+      if not overwrite:
+        shown = "; ".join(changes[:4]) + (" ..." if len(changes) > 4 else "")
+        raise WorkdirError(
+            f"workdir {workdir} holds a different run ({shown}); use another --workdir, or "
+            "--overwrite to move the old run aside")
+      notices.append(f"moved the previous run in {workdir} to {_move_away(workdir)}")
+  elif any(workdir.iterdir()):
+    if not overwrite:
+      raise WorkdirError(
+          f"workdir {workdir} is not empty and holds no jaxpapers run (no config.json); choose an "
+          "empty or new --workdir, or --overwrite to move its contents aside")
+    notices.append(f"moved the previous contents of {workdir} to {_move_away(workdir)}")
+  if jax.process_index() == 0:
+    config_file.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+  return notices
+
+
+def build_trainer(experiment: Experiment, config: Any, workdir: Path | None) -> Trainer:
+  """The trainer of `config` on a mesh of all devices, not yet resumed."""
+  mesh = mesh_lib.make_mesh(config.mesh)
+  task = experiment.make_task(config, mesh)
+  return Trainer(task, config.train, mesh, workdir, experiment.name,
+                 _record(experiment.name, config))
+
+
+def train(experiment: Experiment, config: Any, workdir: Path | None,
+          overwrite: bool = False, callback=None, notices: list[str] | None = None) -> TrainResult:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if it has one."""
+  if workdir is not None:
+    found = prepare_workdir(workdir, experiment.name, config, overwrite)
+    if notices is not None:
+      notices.extend(found)
+  trainer = build_trainer(experiment, config, workdir)
+  resumed = trainer.restore_latest()
+  if resumed and notices is not None:
+    notices.append(f"resumed from the checkpoint of step {resumed}")
+  return trainer.run(callback)
+
+
+def init_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+  """Starts `jax.distributed` (gloo collectives on CPU) before any device is used."""
+  if coordinator is None and "JAX_COORDINATOR_ADDRESS" not in os.environ:
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                             process_id=process_id)
+
+
+def no_progress(label: str, total: int):  # pylint: disable=unused-argument
+  """A progress factory that shows nothing (library and test use)."""
+  return None
+
+
+def reproduce(experiment: Experiment, preset: str, out_dir: Path, progress=no_progress,
+              overrides: list[str] = ()) -> dict[str, Any]:
+  """Runs an experiment's reproduction and writes OUT_DIR/NAME/report.{json,md} and plots.
+
+  Args:
+    experiment: the experiment.
+    preset: smoke, small or paper.
+    out_dir: parent folder of the experiment's report folder.
+    progress: `progress(label, total_steps) -> callback or None`, for the CLI's progress bars.
+    overrides: `key=value` overrides of the preset.
+
+  Returns:
+    The report.json record.
+  """
+  from jaxpapers.core import report as report_lib  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  config = experiment.config(preset, list(overrides))
+  folder = Path(out_dir) / experiment.name
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f"cannot create output folder {folder} ({e.strerror}); choose another --out") from None
+  if not os.access(folder, os.W_OK):
+    raise WorkdirError(f"output folder {folder} is not writable; choose another --out")
+  start = time.perf_counter()
+  claims, plots = experiment.reproduce(config, preset, folder, progress)
+  record = report_lib.build_report(experiment.name, experiment.paper, preset, claims,
+                                   time.perf_counter() - start)
+  if jax.process_index() == 0:
+    report_lib.write_report(folder, record, experiment.title, plots)
+  return record

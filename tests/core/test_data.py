@@ -1,0 +1,301 @@
+"""Tests for jaxpapers.core.data."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from jaxpapers.core import data
+
+
+def _source(n: int = 23) -> data.ArraySource:
+  return data.ArraySource({
+      "x": np.arange(n, dtype=np.int32),
+      "y": np.arange(n * 2, dtype=np.float32).reshape(n, 2),
+  })
+
+
+def _take(it: data.BatchIterator, k: int) -> list[dict[str, np.ndarray]]:
+  return [next(it) for _ in range(k)]
+
+
+def _assert_batches_equal(a, b):
+  assert len(a) == len(b)
+  for ba, bb in zip(a, b):
+    assert ba.keys() == bb.keys()
+    for key in ba:
+      np.testing.assert_array_equal(ba[key], bb[key])
+
+
+def _epoch_orders(seed: int, epochs: int = 2, n: int = 20) -> list[np.ndarray]:
+  it = data.BatchIterator(_source(n), 5, seed=seed)
+  per_epoch = n // 5
+  return [
+      np.concatenate([b["x"] for b in _take(it, per_epoch)])
+      for _ in range(epochs)
+  ]
+
+
+def test_array_source_rows_and_validation():
+  src = _source(5)
+  assert len(src) == 5
+  ex = src[3]
+  assert ex["x"] == 3
+  np.testing.assert_array_equal(ex["y"], [6.0, 7.0])
+  with pytest.raises(ValueError, match="leading length"):
+    data.ArraySource({"a": np.zeros(3), "b": np.zeros(4)})
+
+
+def test_every_example_once_per_epoch_and_order_changes():
+  first, second = _epoch_orders(seed=0)
+  np.testing.assert_array_equal(np.sort(first), np.arange(20))
+  np.testing.assert_array_equal(np.sort(second), np.arange(20))
+  assert not np.array_equal(first, second)
+  np.testing.assert_array_equal(
+      first, np.random.default_rng([0, 0]).permutation(20)
+  )
+
+
+def test_same_seed_same_order_different_seed_different_order():
+  a, b, c = _epoch_orders(0), _epoch_orders(0), _epoch_orders(1)
+  for ea, eb in zip(a, b):
+    np.testing.assert_array_equal(ea, eb)
+  assert not np.array_equal(a[0], c[0])
+
+
+def test_batch_contents_and_mask():
+  it = data.BatchIterator(_source(), 4, shuffle=False)
+  batch = next(it)
+  assert set(batch) == {"x", "y", "mask"}
+  np.testing.assert_array_equal(batch["x"], [0, 1, 2, 3])
+  np.testing.assert_array_equal(batch["y"][:, 1], [1.0, 3.0, 5.0, 7.0])
+  assert batch["mask"].dtype == np.float32
+  np.testing.assert_array_equal(batch["mask"], np.ones(4))
+
+
+def test_drop_remainder_epoch_boundary():
+  it = data.BatchIterator(_source(10), 4, shuffle=False)
+  xs = [b["x"].tolist() for b in _take(it, 3)]
+  assert xs == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]
+  assert it.steps_per_epoch == 2
+
+
+def test_partial_last_batch_padded_and_masked():
+  it = data.BatchIterator(_source(10), 4, shuffle=False, drop_remainder=False)
+  batches = _take(it, 4)
+  np.testing.assert_array_equal(batches[2]["x"], [8, 9, 9, 9])
+  np.testing.assert_array_equal(batches[2]["mask"], [1, 1, 0, 0])
+  np.testing.assert_array_equal(batches[3]["x"], [0, 1, 2, 3])
+  assert it.steps_per_epoch == 3
+
+
+def test_resume_across_epoch_boundary():
+  kwargs = dict(batch_size=4, seed=3)
+  it = data.BatchIterator(_source(), **kwargs)  # 5 batches per epoch.
+  _take(it, 7)
+  state = json.loads(json.dumps(it.get_state()))
+  assert state["epoch"] == 1 and state["position"] == 8
+  expected = _take(it, 5)  # Ends in epoch 2.
+  assert it.epoch == 2
+  fresh = data.BatchIterator(_source(), **kwargs)
+  fresh.set_state(state)
+  _assert_batches_equal(_take(fresh, 5), expected)
+
+
+def test_set_state_rejects_mismatch():
+  state = data.BatchIterator(_source(), 4, seed=3).get_state()
+  with pytest.raises(ValueError, match="seed"):
+    data.BatchIterator(_source(), 4, seed=4).set_state(state)
+  with pytest.raises(ValueError, match="batch_size"):
+    data.BatchIterator(_source(), 2, seed=3).set_state(state)
+
+
+@pytest.mark.parametrize("pad_to_multiple", [1, 8])
+def test_process_slices_concatenate_to_global_batch(pad_to_multiple):
+  kwargs = dict(seed=5, drop_remainder=False, pad_to_multiple=pad_to_multiple)
+  whole = data.BatchIterator(_source(), 6, **kwargs)
+  parts = [
+      data.BatchIterator(
+          _source(), 6, process_index=p, process_count=2, **kwargs
+      )
+      for p in range(2)
+  ]
+  for _ in range(9):  # Crosses epochs and the padded partial batch.
+    glob = next(whole)
+    slices = [next(p) for p in parts]
+    assert len(slices[0]["x"]) == len(slices[1]["x"])
+    for key in glob:
+      np.testing.assert_array_equal(
+          np.concatenate([s[key] for s in slices]), glob[key]
+      )
+
+
+def test_batch_size_not_divisible_by_process_count():
+  with pytest.raises(ValueError, match="process_count"):
+    data.BatchIterator(_source(), 5, process_count=2)
+
+
+def test_full_batch_padding():
+  src = _source(10)
+  batch = next(data.full_batch(src, pad_to_multiple=8))
+  assert batch["x"].shape == (16,)
+  assert batch["y"].shape == (16, 2)
+  assert batch["mask"].sum() == 10
+  np.testing.assert_array_equal(batch["mask"][10:], np.zeros(6))
+  np.testing.assert_array_equal(batch["x"][:10], np.arange(10))
+  np.testing.assert_array_equal(batch["x"][10:], np.full(6, 9))
+  halves = [
+      next(data.full_batch(src, process_index=p, process_count=4))
+      for p in range(4)
+  ]
+  assert [len(h["x"]) for h in halves] == [3, 3, 3, 3]
+  assert sum(h["mask"].sum() for h in halves) == 10
+
+
+def _rows(src: data.ArraySource) -> np.ndarray:
+  """(image, label) rows sorted lexicographically, for multiset comparison."""
+  rows = np.concatenate(
+      [src.arrays["image"], src.arrays["label"][:, None].astype(np.float32)], 1
+  )
+  return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_digits_source():
+  from sklearn.datasets import load_digits
+
+  train, test = data.digits_source("train"), data.digits_source("test")
+  assert len(train) + len(test) == 1797
+  assert len(test) == round(1797 * 0.2)
+  assert train.arrays["image"].shape == (len(train), 64)
+  assert train[0]["image"].shape == (64,)
+  assert train.arrays["image"].dtype == np.float32
+  assert train.arrays["label"].dtype == np.int32
+  for src in (train, test):
+    assert src.arrays["image"].min() == 0.0
+    assert src.arrays["image"].max() == 1.0
+    assert set(np.unique(src.arrays["label"]).tolist()) == set(range(10))
+  # Disjoint and complete: train + test is the whole dataset as a multiset.
+  digits = load_digits()
+  full = data.ArraySource({
+      "image": (digits.data / 16.0).astype(np.float32),
+      "label": digits.target.astype(np.int32),
+  })
+  both = data.ArraySource({
+      k: np.concatenate([train.arrays[k], test.arrays[k]]) for k in full.arrays
+  })
+  np.testing.assert_array_equal(_rows(both), _rows(full))
+  # Deterministic per seed.
+  again = data.digits_source("test")
+  np.testing.assert_array_equal(again.arrays["image"], test.arrays["image"])
+  other = data.digits_source("test", seed=1)
+  assert not np.array_equal(other.arrays["image"], test.arrays["image"])
+
+
+def test_text_source_byte_level(tmp_path):
+  path = tmp_path / "a.txt"
+  text = "hello world, héllo again!\n" * 3
+  path.write_text(text, encoding="utf-8")
+  src = data.TextSource([path], seq_len=8)
+  raw = np.frombuffer(text.encode("utf-8"), np.uint8)
+  assert src.vocab_size == 256
+  assert len(src) == (len(raw) - 1) // 8
+  for i in range(len(src)):
+    ex = src[i]
+    assert ex["inputs"].dtype == np.int32 and ex["inputs"].shape == (8,)
+    np.testing.assert_array_equal(ex["inputs"], raw[i * 8:(i + 1) * 8])
+    np.testing.assert_array_equal(ex["targets"], raw[i * 8 + 1:(i + 1) * 8 + 1])
+    np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
+  batch = next(data.BatchIterator(src, 4, shuffle=False))
+  np.testing.assert_array_equal(batch["inputs"][1], src[1]["inputs"])
+  assert src.decode(src.encode(text)) == text
+
+
+def test_text_source_char_level(tmp_path):
+  path = tmp_path / "b.txt"
+  text = "abcabd ünïcode ✓\n" * 4
+  path.write_text(text, encoding="utf-8")
+  src = data.TextSource([str(path)], seq_len=5, level="char")
+  assert src.vocab == "".join(sorted(set(text)))
+  assert src.vocab_size == len(set(text))
+  assert src.decode(src.encode(text)) == text
+  assert src.decode(src.encode("✓ba")) == "✓ba"
+  assert len(src) == (len(text) - 1) // 5
+  ex = src[2]
+  assert src.decode(ex["inputs"]) == text[10:15]
+  assert src.decode(ex["targets"]) == text[11:16]
+  np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
+  assert ex["inputs"].max() < src.vocab_size
+  with pytest.raises(ValueError, match="vocabulary"):
+    src.encode("xyz")
+  shared = data.TextSource([path], seq_len=5, level="char", vocab=src.vocab)
+  np.testing.assert_array_equal(shared.tokens, src.tokens)
+
+
+def test_text_source_default_stdlib_corpus():
+  src = data.TextSource(seq_len=64, max_bytes=20_000)
+  assert 0 < len(src) <= 20_000 // 64
+  batch = next(data.BatchIterator(src, 16, shuffle=False))
+  assert batch["inputs"].shape == (16, 64)
+  text = src.decode(np.concatenate(
+      [src[i]["inputs"] for i in range(len(src))]
+  ))
+  assert "def " in text and "import " in text
+  char_src = data.TextSource(seq_len=32, level="char", max_bytes=5_000)
+  assert "d" in char_src.vocab and char_src.vocab_size < 256
+
+
+def test_text_source_errors(tmp_path):
+  missing = tmp_path / "nope.txt"
+  with pytest.raises(ValueError, match="nope.txt"):
+    data.TextSource([missing], seq_len=4)
+  empty = tmp_path / "empty.txt"
+  empty.write_text("")
+  with pytest.raises(ValueError, match="empty.txt"):
+    data.TextSource([empty], seq_len=4)
+
+
+def test_tfds_source_with_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=5):
+    src = data.tfds_source("mnist", "train")
+    assert len(src) == 5
+    examples = [src[i] for i in range(5)]
+    batch = next(data.BatchIterator(src, 5, shuffle=False))
+  for ex in examples:
+    assert isinstance(ex["image"], np.ndarray)
+    assert ex["image"].shape == (28, 28, 1)
+    assert np.issubdtype(ex["label"].dtype, np.integer)
+    assert 0 <= int(ex["label"]) < 10
+  assert batch["image"].shape == (5, 28, 28, 1)
+  np.testing.assert_array_equal(batch["label"], [e["label"] for e in examples])
+  np.testing.assert_array_equal(batch["mask"], np.ones(5))
+
+
+class _ListSource:
+  """A generic source without ``gather``: read example by example."""
+
+  def __init__(self, examples):
+    self.examples = examples
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitem__(self, index):
+    return self.examples[index]
+
+
+def test_generic_source_matches_array_source():
+  src = _source(11)
+  generic = _ListSource([src[i] for i in range(len(src))])
+  kwargs = dict(seed=2, drop_remainder=False, pad_to_multiple=4)
+  _assert_batches_equal(
+      _take(data.BatchIterator(generic, 3, **kwargs), 6),
+      _take(data.BatchIterator(src, 3, **kwargs), 6),
+  )
+
+
+def test_tfds_source_missing_package(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+  with pytest.raises(ImportError, match=r"jaxpapers\[tfds\]"):
+    data.tfds_source("mnist", "train")
