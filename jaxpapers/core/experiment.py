@@ -20,7 +20,7 @@ import jax
 
 from jaxpapers.core import config as config_lib
 from jaxpapers.core import mesh as mesh_lib
-from jaxpapers.core.errors import ConfigError, WorkdirError
+from jaxpapers.core.errors import CheckpointError, ConfigError, UsageError, WorkdirError  # pylint: disable=unused-import
 from jaxpapers.core.train import Task, Trainer, TrainResult
 
 PRESETS = ("smoke", "small", "paper")
@@ -84,7 +84,8 @@ def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool
 
   A workdir is accepted when it is new, empty, or holds a run of the same experiment and
   config (which is then resumed). Otherwise it is refused, or with `overwrite` its old contents
-  are moved to a sibling `NAME.old-TIMESTAMP` folder (nothing is deleted).
+  are moved to a sibling `NAME.old-TIMESTAMP` folder (nothing is deleted). A non-empty folder
+  that holds no jaxpapers run is always refused.
 
   Raises:
     WorkdirError: the workdir is unwritable, foreign, or holds a different run.
@@ -115,11 +116,9 @@ def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool
             "--overwrite to move the old run aside")
       notices.append(f"moved the previous run in {workdir} to {_move_away(workdir)}")
   elif any(workdir.iterdir()):
-    if not overwrite:
-      raise WorkdirError(
-          f"workdir {workdir} is not empty and holds no jaxpapers run (no config.json); choose an "
-          "empty or new --workdir, or --overwrite to move its contents aside")
-    notices.append(f"moved the previous contents of {workdir} to {_move_away(workdir)}")
+    raise WorkdirError(
+        f"workdir {workdir} is not empty and holds no jaxpapers run (no config.json); choose an "
+        "empty or new --workdir")
   if jax.process_index() == 0:
     config_file.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
   return notices
@@ -135,14 +134,25 @@ def build_trainer(experiment: Experiment, config: Any, workdir: Path | None) -> 
 
 def train(experiment: Experiment, config: Any, workdir: Path | None,
           overwrite: bool = False, callback=None, notices: list[str] | None = None) -> TrainResult:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint if it has one."""
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if it has one.
+
+  With `overwrite`, a workdir holding a different run or an unreadable checkpoint is moved
+  aside (and named in `notices`) and the run starts fresh.
+  """
+  notices = [] if notices is None else notices
   if workdir is not None:
-    found = prepare_workdir(workdir, experiment.name, config, overwrite)
-    if notices is not None:
-      notices.extend(found)
+    notices.extend(prepare_workdir(workdir, experiment.name, config, overwrite))
   trainer = build_trainer(experiment, config, workdir)
-  resumed = trainer.restore_latest()
-  if resumed and notices is not None:
+  try:
+    resumed = trainer.restore_latest()
+  except CheckpointError:
+    if not overwrite:
+      raise
+    notices.append(f"moved the run with the unreadable checkpoint to {_move_away(Path(workdir))}")
+    prepare_workdir(workdir, experiment.name, config)
+    trainer = build_trainer(experiment, config, workdir)
+    resumed = 0
+  if resumed:
     notices.append(f"resumed from the checkpoint of step {resumed}")
   return trainer.run(callback)
 

@@ -28,6 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.checkpoint import Checkpointer
+from jaxpapers.core.errors import CheckpointError
 from jaxpapers.core.config import TrainConfig
 from jaxpapers.core.metrics import MetricsWriter
 
@@ -204,8 +205,13 @@ class Trainer:
     if latest is None:
       return self.step
     state, data_state = self.checkpointer.restore(latest, self.state)
+    try:
+      self.task.train_data.set_state(data_state)
+    except (ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(
+          f"the data position in checkpoint {latest} of {self.checkpointer.directory} does not fit "
+          f"this run's data ({e}); it was left untouched: use another --workdir") from None
     self.state, self.step = state, latest
-    self.task.train_data.set_state(data_state)
     return latest
 
   def _save(self) -> None:

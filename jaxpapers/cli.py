@@ -1,0 +1,196 @@
+"""The `jaxpapers` command: list | reproduce | train | bench (ARCHITECTURE.md section 3).
+
+Thin by design: it parses arguments, starts jax.distributed when asked, shows progress, and
+calls experiments/ and core/. Bad input ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_FAILED_CLAIMS = 1
+EXIT_USAGE = 2
+EXIT_STOPPED = 143  # SIGTERM: checkpoint saved, run the same command to resume
+
+
+class _Parser(argparse.ArgumentParser):
+  """An argparse parser whose errors are one line and exit code 2."""
+
+  def error(self, message):
+    self.exit(EXIT_USAGE, f"jaxpapers: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog="jaxpapers", description=__doc__.splitlines()[0])
+  commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+  commands.add_parser("list", help="every experiment with its paper, presets and status")
+
+  reproduce = commands.add_parser("reproduce", help="run an experiment's claims; write a report")
+  reproduce.add_argument("name", help="experiment name, or `all`")
+  reproduce.add_argument("--preset", default="small", choices=("smoke", "small", "paper"))
+  reproduce.add_argument("--out", default="runs", type=Path, help="parent of NAME/report.json")
+
+  train = commands.add_parser("train", help="a resumable training run")
+  train.add_argument("name", help="experiment name")
+  train.add_argument("--preset", default="small", choices=("smoke", "small", "paper"))
+  train.add_argument("--workdir", type=Path, help="default: runs/NAME-PRESET")
+  train.add_argument("--overwrite", action="store_true",
+                     help="move a workdir holding a different run aside instead of refusing")
+  train.add_argument("--coordinator", help="HOST:PORT of process 0 (multi-host)")
+  train.add_argument("--num-processes", type=int)
+  train.add_argument("--process-id", type=int)
+  train.add_argument("--no-progress", action="store_true", help="no progress bar")
+  train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+  bench = commands.add_parser("bench", help="a benchmark; prints a table, writes JSON")
+  bench.add_argument("name", help="benchmark name")
+  bench.add_argument("--out", default="runs", type=Path, help="folder of bench_NAME.json")
+  return parser
+
+
+class _Progress:
+  """Rich progress bars fed by the trainer's records (loss, steps/s, ETA)."""
+
+  def __init__(self, enabled: bool = True):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,  # pylint: disable=g-import-not-at-top
+                               TimeElapsedColumn, TimeRemainingColumn)
+    self._progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        disable=not enabled, transient=False)
+
+  def __enter__(self):
+    self._progress.__enter__()
+    return self
+
+  def __exit__(self, *exc):
+    self._progress.__exit__(*exc)
+
+  def __call__(self, label: str, total: int):
+    task = self._progress.add_task(label, total=total, loss="-", rate="-")
+
+    def update(step: int, record: dict) -> None:
+      fields = {}
+      if record.get("kind") == "train":
+        fields = {"loss": f"{record['loss']:.4g}", "rate": f"{record['steps_per_second']:.0f}"}
+      self._progress.update(task, completed=step, **fields)
+
+    return update
+
+
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr)
+
+
+def _list() -> int:
+  import experiments  # pylint: disable=g-import-not-at-top
+  rows = []
+  for name in experiments.EXPERIMENTS:
+    exp = experiments.load_experiment(name)
+    rows.append((name, f"arXiv {exp.paper}", ",".join(exp.presets), exp.status, exp.title))
+  widths = [max(len(r[i]) for r in rows) for i in range(4)]
+  for row in rows:
+    print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+  return 0
+
+
+def _reproduce(args) -> int:
+  import experiments  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  names = list(experiments.EXPERIMENTS) if args.name == "all" else [args.name]
+  exps = [experiments.load_experiment(n) for n in names]
+  all_passed = True
+  for exp in exps:
+    with _Progress(sys.stderr.isatty()) as progress:
+      record = experiment_lib.reproduce(exp, args.preset, args.out, progress)
+    all_passed &= record["passed"]
+    for claim in record["claims"]:
+      mark = "pass" if claim["passed"] else "FAIL"
+      measured = claim["measured"]
+      measured = f"{measured:.4g}" if isinstance(measured, float) else measured
+      print(f"  [{mark}] {claim['id']}: {measured} ({claim['threshold']})")
+    verdict = "passed" if record["passed"] else "FAILED"
+    print(f"{exp.name} ({args.preset}): {verdict} in {record['wall_seconds']:.0f} s; "
+          f"report: {args.out / exp.name / 'report.md'}")
+  return 0 if all_passed else EXIT_FAILED_CLAIMS
+
+
+def _train(args) -> int:
+  from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  distributed = (args.coordinator, args.num_processes, args.process_id)
+  if any(v is not None for v in distributed) and not all(v is not None for v in distributed):
+    raise experiment_lib.UsageError(
+        "multi-host needs all three of --coordinator HOST:PORT, --num-processes N, --process-id I")
+  experiment_lib.init_distributed(*distributed)
+  import jax  # pylint: disable=g-import-not-at-top
+  import experiments  # pylint: disable=g-import-not-at-top
+  exp = experiments.load_experiment(args.name)
+  config = exp.config(args.preset, args.overrides)
+  workdir = args.workdir or Path("runs") / f"{args.name}-{args.preset}"
+  notices: list[str] = []
+  show = jax.process_index() == 0 and not args.no_progress and sys.stderr.isatty()
+  with _Progress(show) as progress:
+    result = experiment_lib.train(exp, config, workdir, args.overwrite,
+                                  progress(args.name, config.train.steps), notices)
+  if jax.process_index() == 0:
+    for notice in notices:
+      _stderr(f"jaxpapers: {notice}")
+    if not result.completed:
+      _stderr(f"jaxpapers: stopped by SIGTERM at step {result.step}; checkpoint saved in "
+              f"{workdir}; run the same command to resume")
+      return EXIT_STOPPED
+    print(json.dumps({"step": result.step, "final_metrics": result.final_metrics,
+                      "params_checksum": result.params_checksum}))
+  return 0
+
+
+def _bench(args) -> int:
+  import experiments  # pylint: disable=g-import-not-at-top
+  bench = experiments.load_benchmark(args.name)
+  try:
+    args.out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise experiments.UsageError(f"cannot create {args.out} ({e.strerror}); choose another --out") from None
+  rows, record = bench()
+  widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+  for row in rows:
+    print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+  path = args.out / f"bench_{args.name}.json"
+  path.write_text(json.dumps(record, indent=2) + "\n")
+  print(f"wrote {path}")
+  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = _parser()
+  args, extra = parser.parse_known_args(argv)
+  if args.command == "train":  # `key=value` overrides may follow options
+    args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
+    extra = [e for e in extra if e not in args.overrides]
+  if extra:
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+  from jaxpapers.core.errors import UsageError  # pylint: disable=g-import-not-at-top
+  try:
+    if args.command == "list":
+      return _list()
+    if args.command == "reproduce":
+      return _reproduce(args)
+    if args.command == "train":
+      return _train(args)
+    return _bench(args)
+  except UsageError as e:
+    _stderr(f"jaxpapers: error: {e}")
+    return EXIT_USAGE
+  except KeyboardInterrupt:
+    _stderr("jaxpapers: interrupted")
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())
