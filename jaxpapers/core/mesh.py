@@ -19,16 +19,17 @@ DATA_AXES = ("data", "fsdp")
 
 
 def make_mesh(config: MeshConfig, devices: list | None = None) -> jax.sharding.Mesh:
-  """Builds the (data, fsdp) mesh over `devices` (default: all global devices)."""
+  """Builds the (data, fsdp) mesh over the first data x fsdp of `devices` (default: all)."""
   devices = list(jax.devices() if devices is None else devices)
   n = len(devices)
   if n % config.fsdp:
     raise ConfigError(f"config field mesh.fsdp={config.fsdp} is invalid: must divide the {n} devices")
   data = n // config.fsdp if config.data == -1 else config.data
-  if data * config.fsdp != n:
+  if data * config.fsdp > n:
     raise ConfigError(
-        f"config field mesh.data={config.data} is invalid: mesh.data x mesh.fsdp must equal the "
-        f"{n} devices (use mesh.data=-1 to take all)")
+        f"config field mesh.data={config.data} is invalid: mesh.data x mesh.fsdp must be at most "
+        f"the {n} devices (use mesh.data=-1 to take all)")
+  devices = devices[:data * config.fsdp]
   axis_type = AxisType.Explicit if config.axis_types == "explicit" else AxisType.Auto
   return jax.make_mesh((data, config.fsdp), DATA_AXES, axis_types=(axis_type, axis_type),
                        devices=devices)
