@@ -13,6 +13,7 @@ EXPERIMENTS = {
 
 BENCHMARKS = {
     "trainer": "experiments.modular_addition.bench:bench_trainer",
+    "modular_addition": "experiments.modular_addition.bench_torch:bench_modular_addition",
 }
 
 

@@ -1,8 +1,10 @@
 """Config and presets of the modular-addition experiment (spec sections 1.1-1.3, 4.1 A, 4.2).
 
 Presets:
-  smoke: spec 4.2 "grokking tiny" (p = 23, M = 256, AdamW lr 1e-3, wd 1.0, 4,000 steps).
-  small: spec 4.1 A (p = 31, M = 931 by the authors' width rule, lr 1e-4, wd 2.0, 12,000 steps).
+  smoke: spec 4.2 "grokking tiny" (p = 23, M = 256, AdamW lr 1e-3, wd 1.0, 4,000 steps) and
+    "lottery tiny" (p = 17, M = 128, GD lr 1.0, 2,000 steps).
+  small: spec 4.1 A (p = 31, M = 931 by the authors' width rule, lr 1e-4, wd 2.0, 12,000 steps),
+    4.1 B (lottery, p = 23, M = 512, 3,000 GD steps) and 4.1 C (mechanism, p = 23, N = 8).
   paper: the authors' p = 97 grokking run (M = 9,107, 50,000 steps), for a GPU.
 """
 
@@ -20,6 +22,48 @@ def width_rule(p: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class LotteryConfig:
+  """The lottery-ticket run (spec 4.1 B): quadratic network, all pairs, plain gradient descent.
+
+  Attributes:
+    p: modulus.
+    width: neurons.
+    steps: gradient-descent steps.
+    lr: step size; the ODE predictor integrates with dt = lr.
+    init_scale: kappa of the random initialization.
+    growth: a mode wins when its beta exceeds growth x the largest initial beta.
+  """
+
+  p: int = 23
+  width: int = 512
+  steps: int = 3_000
+  lr: float = 1.0
+  init_scale: float = 0.1
+  growth: float = 20.0
+
+  def __post_init__(self):
+    check(self.p >= 3 and self.p % 2 == 1, "lottery.p", self.p, "an odd integer >= 3")
+    check(self.width >= 1, "lottery.width", self.width, ">= 1")
+    check(self.steps >= 1, "lottery.steps", self.steps, ">= 1")
+    check(0 < self.lr <= 100, "lottery.lr", self.lr, "in (0, 100]")
+    check(0 < self.init_scale <= 10, "lottery.init_scale", self.init_scale, "in (0, 10]")
+    check(self.growth > 1, "lottery.growth", self.growth, "> 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class MechanismConfig:
+  """The analytic phase-symmetric quadratic network (spec 4.1 C)."""
+
+  p: int = 23
+  neurons_per_frequency: int = 8
+
+  def __post_init__(self):
+    check(self.p >= 3 and self.p % 2 == 1, "mechanism.p", self.p, "an odd integer >= 3")
+    check(self.neurons_per_frequency >= 5, "mechanism.neurons_per_frequency",
+          self.neurons_per_frequency, ">= 5 (phase sums of harmonics up to 4 must cancel)")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModularAdditionConfig:
   """Two-layer network on (x + y) mod p with tied operand weights.
 
@@ -33,6 +77,8 @@ class ModularAdditionConfig:
     weight_decay: AdamW decoupled decay (times lr), or SGD L2 coefficient.
     frac_train: fraction of the p^2 pairs used for training (1.0: test = train).
     split_seed: seed of the train/test permutation.
+    lottery: the lottery-ticket run of `jaxpapers reproduce`.
+    mechanism: the analytic network of `jaxpapers reproduce`.
   """
 
   p: int = 31
@@ -50,6 +96,8 @@ class ModularAdditionConfig:
   split_seed: int = 0
   train: TrainConfig = TrainConfig(steps=12_000, eval_every=100, log_every=100, checkpoint_every=2_000)
   mesh: MeshConfig = MeshConfig()
+  lottery: LotteryConfig = LotteryConfig()
+  mechanism: MechanismConfig = MechanismConfig()
 
   def __post_init__(self):
     check(self.p >= 3 and self.p % 2 == 1, "p", self.p, "an odd integer >= 3")
@@ -71,7 +119,8 @@ class ModularAdditionConfig:
 
 SMOKE = ModularAdditionConfig(
     p=23, width=256, lr=1e-3, weight_decay=1.0,
-    train=TrainConfig(steps=4_000, eval_every=100, log_every=100, checkpoint_every=1_000))
+    train=TrainConfig(steps=4_000, eval_every=100, log_every=100, checkpoint_every=1_000),
+    lottery=LotteryConfig(p=17, width=128, steps=2_000))
 SMALL = ModularAdditionConfig()
 PAPER = ModularAdditionConfig(
     p=97, width=width_rule(97),

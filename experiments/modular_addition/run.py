@@ -3,7 +3,8 @@
 Claims (small preset, spec 4.1 A): memorization (train accuracy 1.0) by step 3,000 with test
 accuracy on the mirror-pair plateau [0.45, 0.85]; 95% test accuracy at least twice as late and
 by step 12,000; the Fourier spectra sharpen (mean IPR higher at S_95 than at S_tr); without
-weight decay the same run never reaches 95% test accuracy. Smoke preset: spec 4.2.
+weight decay the same run never reaches 95% test accuracy. Lottery ticket (4.1 B) and mechanism
+(4.1 C) claims come from theory.py. Smoke preset: spec 4.2.
 """
 
 from __future__ import annotations
@@ -17,31 +18,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from experiments.modular_addition import theory
 from experiments.modular_addition.config import PRESETS, ModularAdditionConfig
 from experiments.modular_addition.model import make_task
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
 from jaxpapers.ode import fourier
-
-
-def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-  """First logged step whose value reaches `threshold`, or None."""
-  hits = np.nonzero(values >= threshold)[0]
-  return int(steps[hits[0]]) if hits.size else None
+from jaxpapers.ode.stages import detect_stages, first_step
 
 
 def value_at(steps: np.ndarray, values: np.ndarray, step: int | None) -> float:
   return float("nan") if step is None else float(values[np.nonzero(steps == step)[0][0]])
 
 
+def _weights(model) -> tuple[np.ndarray, np.ndarray]:
+  return np.asarray(model.w_in[...]), np.asarray(model.w_out[...])
+
+
 def _train(config: ModularAdditionConfig, workdir: Path, progress, label: str):
-  """A fresh (non-checkpointed) run of the shared loop; returns its eval history and model."""
+  """A fresh (non-checkpointed) run of the shared loop.
+
+  Returns:
+    (eval history, initial (W_in, W_out), final (W_in, W_out)).
+  """
   config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoint_every=0))
   experiment_lib.prepare_workdir(workdir, EXPERIMENT.name, config, overwrite=True)
   trainer = experiment_lib.build_trainer(EXPERIMENT, config, workdir)
+  initial = _weights(trainer.model)
   result = trainer.run(progress(label, config.train.steps))
-  return result.history, trainer.model
+  return result.history, initial, _weights(trainer.model)
 
 
 def _claims(preset: str, config: ModularAdditionConfig, history, control_history) -> list[report.Claim]:
@@ -84,6 +90,12 @@ def _plot_curves(path: Path, history, control_history, s_tr, s_95) -> Path:
   steps, train_acc = series(history, "train_accuracy")
   _, test_acc = series(history, "test_accuracy")
   keep = steps > 0
+  stages = detect_stages(steps, train_acc, test_acc)
+  bounds = [max(stages.memorization, 1), stages.fast_generalization, stages.slow_cleanup, steps[-1]]
+  for i, name in enumerate(("I memorization", "II fast generalization", "III slow cleanup")):
+    if bounds[i] is not None and bounds[i + 1] is not None:
+      ax.axvspan(bounds[i], bounds[i + 1], color=f"C{i + 4}", alpha=0.08, lw=0)
+      ax.text(bounds[i], 1.03, name, fontsize=7, transform=ax.get_xaxis_transform())
   ax.plot(steps[keep], train_acc[keep], label="train")
   ax.plot(steps[keep], test_acc[keep], label="test")
   if control_history:
@@ -111,8 +123,8 @@ def _plot_curves(path: Path, history, control_history, s_tr, s_95) -> Path:
   return path
 
 
-def _plot_spectrum(path: Path, model) -> Path:
-  magnitudes = np.asarray(fourier.magnitudes_and_phases(model.w_in[...])[0])  # [M, K]
+def _plot_spectrum(path: Path, w_in: np.ndarray) -> Path:
+  magnitudes = np.asarray(fourier.magnitudes_and_phases(w_in)[0])  # [M, K]
   order = np.lexsort((-magnitudes.max(1), magnitudes.argmax(1)))
   fig, ax = plt.subplots(figsize=(6, 5))
   image = ax.imshow(magnitudes[order], aspect="auto", interpolation="nearest", cmap="viridis",
@@ -127,19 +139,27 @@ def _plot_spectrum(path: Path, model) -> Path:
 
 
 def reproduce(config: ModularAdditionConfig, preset: str, out_dir: Path, progress):
-  """Trains the grokking run (and, beyond smoke, the no-weight-decay control); measures claims."""
-  history, model = _train(config, out_dir / "grokking", progress, "grokking")
+  """Grokking run (and, beyond smoke, the no-weight-decay control), lottery run, mechanism."""
+  history, _, final = _train(config, out_dir / "grokking", progress, "grokking")
   control_history = []
   if preset != "smoke":
     control = dataclasses.replace(config, weight_decay=0.0)
-    control_history, _ = _train(control, out_dir / "control_wd0", progress, "control, weight decay 0")
-  claims = _claims(preset, config, history, control_history)
+    control_history, _, _ = _train(control, out_dir / "control_wd0", progress, "control, weight decay 0")
+  lottery_history, lottery_init, lottery_final = _train(
+      theory.lottery_run_config(config), out_dir / "lottery", progress, "lottery (GD, quad)")
+  outcome = theory.measure_lottery(config, lottery_init, lottery_final,
+                                   series(lottery_history, "train_loss")[1][-1])
+  mechanism_claims, logits = theory.mechanism_claims(config)
+  claims = (_claims(preset, config, history, control_history)
+            + theory.lottery_claims(preset, outcome) + mechanism_claims)
   steps, train_acc = series(history, "train_accuracy")
   _, test_acc = series(history, "test_accuracy")
   plots = [
       _plot_curves(out_dir / "grokking_curves.png", history, control_history,
                    first_step(steps, train_acc, 1.0), first_step(steps, test_acc, 0.95)),
-      _plot_spectrum(out_dir / "fourier_spectrum.png", model),
+      _plot_spectrum(out_dir / "fourier_spectrum.png", final[0]),
+      theory.plot_lottery(out_dir / "lottery.png", outcome),
+      theory.plot_mechanism(out_dir / "mechanism.png", logits),
   ]
   return claims, plots
 

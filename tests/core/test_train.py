@@ -117,6 +117,7 @@ def test_resume_from_checkpoint_is_bit_identical(one_device, tmp_path):
   assert result.params_checksum == ref_result.params_checksum
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 10, 20, 30]
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))  # tensorboardX installed
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["step"] == 30 and summary["params_checksum"] == ref_result.params_checksum
 
