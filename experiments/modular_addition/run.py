@@ -91,22 +91,20 @@ def _plot_curves(path: Path, history, control_history, s_tr, s_95) -> Path:
   _, test_acc = series(history, "test_accuracy")
   keep = steps > 0
   stages = detect_stages(steps, train_acc, test_acc)
-  bounds = [max(stages.memorization, 1), stages.fast_generalization, stages.slow_cleanup, steps[-1]]
+  bounds = [int(steps[keep][0]), stages.fast_generalization, stages.slow_cleanup, int(steps[-1])]
   for i, name in enumerate(("I memorization", "II fast generalization", "III slow cleanup")):
     if bounds[i] is not None and bounds[i + 1] is not None:
-      ax.axvspan(bounds[i], bounds[i + 1], color=f"C{i + 4}", alpha=0.08, lw=0)
-      ax.text(bounds[i], 1.03, name, fontsize=7, transform=ax.get_xaxis_transform())
+      ax.axvspan(bounds[i], bounds[i + 1], color=f"C{i + 4}", alpha=0.1, lw=0, label=f"stage {name}")
   ax.plot(steps[keep], train_acc[keep], label="train")
   ax.plot(steps[keep], test_acc[keep], label="test")
   if control_history:
     c_steps, c_test = series(control_history, "test_accuracy")
     ax.plot(c_steps[c_steps > 0], c_test[c_steps > 0], "--", label="test, weight decay 0")
-  for step, name in ((s_tr, "memorized"), (s_95, "generalized (95%)")):
+  for step, name, style in ((s_tr, "S_tr (train acc 1.0)", ":"), (s_95, "S_95 (test acc 0.95)", "-.")):
     if step:
-      ax.axvline(step, color="gray", ls=":")
-      ax.text(step, 0.02, f" {name}\n step {step}", fontsize=8)
+      ax.axvline(step, color="gray", ls=style, label=f"{name} = {step}")
   ax.set(xscale="log", xlabel="step", ylabel="accuracy", title="Grokking in modular addition")
-  ax.legend(loc="upper left")
+  ax.legend(loc="upper left", fontsize=7)
   _, ipr = series(history, "ipr")
   _, norm = series(history, "param_norm")
   ax2.plot(steps[keep], ipr[keep], label="mean Fourier IPR")
