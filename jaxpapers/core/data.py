@@ -347,7 +347,9 @@ class BatchIterator:
   repeating its last example; ``next()`` returns rows
   ``[p * global_size // process_count, (p + 1) * global_size // process_count)``
   (``p = process_index``) as a dict of stacked arrays plus ``"mask"``
-  (float32, 1.0 for real examples, 0.0 for padding).
+  (float32, 1.0 for real examples, 0.0 for padding). When every epoch is one
+  unshuffled batch (full-batch training) the same dict object is returned each
+  step, so consumers can skip re-transferring it; do not mutate it.
   """
 
   def __init__(
@@ -393,6 +395,7 @@ class BatchIterator:
     self.epoch = 0
     self.position = 0
     self._perm_epoch, self._perm = -1, np.arange(0)
+    self._repeated: Batch | None = None
 
   def _validate(self) -> None:
     if self.num_examples < 1:
@@ -453,15 +456,20 @@ class BatchIterator:
     if self._epoch_done():
       self.epoch += 1
       self.position = 0
+    start = self.position
     perm = self._permutation(self.epoch)
     indices = perm[self.position:self.position + self.batch_size]
     self.position += len(indices)
+    if self._repeated is not None and start == 0:
+      return self._repeated
     mask = np.zeros(self.global_size, np.float32)
     mask[:len(indices)] = 1.0
     padded = np.full(self.global_size, indices[-1], dtype=indices.dtype)
     padded[:len(indices)] = indices
     batch = _gather(self.source, padded[self._rows])
     batch["mask"] = mask[self._rows]
+    if not self.shuffle and self.steps_per_epoch == 1:
+      self._repeated = batch  # every epoch is this one batch: hand out the same object
     return batch
 
   def get_state(self) -> dict[str, int]:

@@ -299,3 +299,14 @@ def test_tfds_source_missing_package(monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
   with pytest.raises(ImportError, match=r"jaxpapers\[tfds\]"):
     data.tfds_source("mnist", "train")
+
+
+def test_full_batch_hands_out_one_object_and_still_tracks_position():
+  """Full-batch training reuses one batch object (the trainer then skips re-sending it)."""
+  source = data.ArraySource({"x": np.arange(10)})
+  it = data.full_batch(source, pad_to_multiple=4)
+  first, second = next(it), next(it)
+  assert first is second and it.get_state()["epoch"] == 1
+  np.testing.assert_array_equal(first["mask"], [1] * 10 + [0] * 2)
+  shuffled = data.BatchIterator(source, 10, shuffle=True, drop_remainder=False)
+  assert next(shuffled) is not next(shuffled)
