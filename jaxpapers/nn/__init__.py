@@ -1,0 +1,1 @@
+"""Flax NNX modules shared by the papers, one concept per file."""

@@ -1,0 +1,1 @@
+"""Optax transforms of the papers (optax naming: scale_by_x, x, XState)."""
