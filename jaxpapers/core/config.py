@@ -31,21 +31,24 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-  """Device mesh: `data` x `fsdp` devices; -1 on `data` means all remaining devices.
+  """Device mesh: `data` x `fsdp` x `expert` devices; -1 on `data` means all remaining devices.
 
   Attributes:
     data: data-parallel degree (batch sharded, parameters replicated).
     fsdp: fully-sharded degree (batch and parameters sharded).
-    axis_types: "explicit" or "auto" sharding mode of both mesh axes.
+    expert: expert-parallel degree (batch sharded, expert weights split by expert).
+    axis_types: "explicit" or "auto" sharding mode of the mesh axes.
   """
 
   data: int = -1
   fsdp: int = 1
+  expert: int = 1
   axis_types: str = "explicit"
 
   def __post_init__(self):
     check(self.data == -1 or self.data >= 1, "mesh.data", self.data, ">= 1, or -1 for all devices")
     check(self.fsdp >= 1, "mesh.fsdp", self.fsdp, ">= 1")
+    check(self.expert >= 1, "mesh.expert", self.expert, ">= 1")
     check_choice("mesh.axis_types", self.axis_types, ("explicit", "auto"))
 
 

@@ -1,12 +1,15 @@
 """Device mesh and shardings built from `MeshConfig`.
 
-Two mesh axes: `data` (batch split, parameters replicated) and `fsdp` (batch and parameters
-split). Axis types are always passed explicitly (jax.make_mesh defaults to Explicit since
-jax 0.10). Parameters are sharded FSDP-style: the largest dimension divisible by the `fsdp`
-size is split over `fsdp`; everything else is replicated.
+Three mesh axes: `data` (batch split, parameters replicated), `fsdp` (batch and parameters
+split) and `expert` (batch split; per-expert weights split on their expert axis). Axis types
+are always passed explicitly (jax.make_mesh defaults to Explicit since jax 0.10). Parameters
+are sharded FSDP-style by default: the largest dimension divisible by the `fsdp` size is split
+over `fsdp`; a task's `shard_rule` may place chosen leaves (expert kernels) differently.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -15,28 +18,33 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 from jaxpapers.core.config import MeshConfig
 from jaxpapers.core.errors import ConfigError
 
-DATA_AXES = ("data", "fsdp")
+AXES = ("data", "fsdp", "expert")
+DATA_AXES = AXES  # the batch is split over every axis
+
+ShardRule = Callable[[str, tuple[int, ...]], P | None]
 
 
 def make_mesh(config: MeshConfig, devices: list | None = None) -> jax.sharding.Mesh:
-  """Builds the (data, fsdp) mesh over the first data x fsdp of `devices` (default: all)."""
+  """Builds the (data, fsdp, expert) mesh over the first data x fsdp x expert `devices`."""
   devices = list(jax.devices() if devices is None else devices)
   n = len(devices)
-  if n % config.fsdp:
-    raise ConfigError(f"config field mesh.fsdp={config.fsdp} is invalid: must divide the {n} devices")
-  data = n // config.fsdp if config.data == -1 else config.data
-  if data * config.fsdp > n:
+  model_parallel = config.fsdp * config.expert
+  if n % model_parallel:
+    raise ConfigError(f"config fields mesh.fsdp={config.fsdp} x mesh.expert={config.expert} are "
+                      f"invalid: their product must divide the {n} devices")
+  data = n // model_parallel if config.data == -1 else config.data
+  if data * model_parallel > n:
     raise ConfigError(
-        f"config field mesh.data={config.data} is invalid: mesh.data x mesh.fsdp must be at most "
-        f"the {n} devices (use mesh.data=-1 to take all)")
-  devices = devices[:data * config.fsdp]
+        f"config field mesh.data={config.data} is invalid: mesh.data x mesh.fsdp x mesh.expert must "
+        f"be at most the {n} devices (use mesh.data=-1 to take all)")
+  devices = devices[:data * model_parallel]
   axis_type = AxisType.Explicit if config.axis_types == "explicit" else AxisType.Auto
-  return jax.make_mesh((data, config.fsdp), DATA_AXES, axis_types=(axis_type, axis_type),
+  return jax.make_mesh((data, config.fsdp, config.expert), AXES, axis_types=(axis_type,) * 3,
                        devices=devices)
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
-  """Leading (batch) axis split over both mesh axes."""
+  """Leading (batch) axis split over all mesh axes."""
   return NamedSharding(mesh, P(DATA_AXES))
 
 
@@ -59,15 +67,25 @@ def fsdp_spec(shape: tuple[int, ...], fsdp_size: int) -> P:
   return P(*([None] * axis + ["fsdp"]))
 
 
-def state_shardings(state, mesh: jax.sharding.Mesh):
-  """FSDP shardings for every array leaf of a pytree (scalars replicated)."""
+def expert_spec(shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P | None:
+  """Expert kernels [E, ...] split on `expert` (and FSDP on a later dimension when possible)."""
+  experts, fsdp = mesh.shape["expert"], mesh.shape["fsdp"]
+  if len(shape) < 3 or shape[0] % experts:
+    return None
+  rest = fsdp_spec(shape[1:], fsdp)
+  return P("expert", *rest)
+
+
+def state_shardings(state: Any, mesh: jax.sharding.Mesh, rule: ShardRule | None = None):
+  """Shardings of every array leaf: `rule(path, shape)` where it returns a spec, else FSDP."""
   size = mesh.shape["fsdp"]
 
-  def one(x):
-    shape = np.shape(x)
-    return NamedSharding(mesh, fsdp_spec(shape, size))
+  def one(path, x):
+    shape = tuple(np.shape(x))
+    spec = rule(jax.tree_util.keystr(path), shape) if rule is not None else None
+    return NamedSharding(mesh, fsdp_spec(shape, size) if spec is None else spec)
 
-  return jax.tree.map(one, state)
+  return jax.tree_util.tree_map_with_path(one, state)
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:

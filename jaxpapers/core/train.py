@@ -57,7 +57,9 @@ class Task:
     eval_fn: `model -> dict of scalar metrics`, run jitted every `eval_every` steps.
     after_update: `(model, aux) -> None`, mutates non-differentiated model state after each
       optimizer step, outside autodiff (e.g. router-bias balancing).
-    wrt: filter of the variables that are differentiated and optimized.
+      wrt: filter of the variables that are differentiated and optimized.
+    shard_rule: `(key path, shape) -> PartitionSpec or None` placing chosen state leaves
+      (e.g. expert kernels on the `expert` axis); None leaves get the FSDP default.
   """
 
   init_model: Callable[[nnx.Rngs], nnx.Module]
@@ -67,6 +69,7 @@ class Task:
   eval_fn: Callable[[nnx.Module], Metrics] | None = None
   after_update: Callable[[nnx.Module, Metrics], None] | None = None
   wrt: Any = nnx.Param
+  shard_rule: mesh_lib.ShardRule | None = None
 
 
 @dataclasses.dataclass
@@ -97,7 +100,7 @@ def params_checksum(tree: Any) -> str:
 
 def _gather(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
   """All-gathers an FSDP-sharded parameter before use (its transpose reduce-scatters grads)."""
-  if mesh.shape["fsdp"] == 1:
+  if mesh.shape["fsdp"] == 1 and mesh.shape["expert"] == 1:
     return x
   if mesh_lib.is_explicit(mesh):
     return jax.sharding.reshard(x, P())
@@ -171,7 +174,7 @@ class Trainer:
     state = {"model": model_state, "optimizer": opt_state,
              "rng": jax.random.key_data(jax.random.key(config.seed + 1))}
     self._treedef = jax.tree.structure(state)
-    self.state = jax.device_put(state, mesh_lib.state_shardings(state, mesh))
+    self.state = jax.device_put(state, mesh_lib.state_shardings(state, mesh, task.shard_rule))
     self.step = 0
     self.checkpointer = None
     if self.workdir is not None and config.checkpoint_every:

@@ -69,7 +69,7 @@ def one_device():
   return trainer, result
 
 
-@pytest.mark.parametrize("mesh", [MeshConfig(data=8), MeshConfig(data=4, fsdp=2),
+@pytest.mark.parametrize("mesh", [MeshConfig(data=8), MeshConfig(data=4, fsdp=2), MeshConfig(data=2, fsdp=2, expert=2),
                                   MeshConfig(data=2, fsdp=4, axis_types="auto")])
 def test_sharded_training_equals_one_device(one_device, mesh):
   reference, ref_result = one_device
