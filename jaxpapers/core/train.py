@@ -55,8 +55,9 @@ class Task:
       logged, everything is passed to `after_update`.
     train_data: resumable iterator of host batches (dicts of numpy arrays).
     eval_fn: `model -> dict of scalar metrics`, run jitted every `eval_every` steps.
-    after_update: `(model, aux) -> None`, mutates non-differentiated model state after each
-      optimizer step, outside autodiff (e.g. router-bias balancing).
+    after_update: `(model, aux) -> dict or None`, mutates non-differentiated model state after
+      each optimizer step, outside autodiff (e.g. router-bias balancing); scalar metrics it
+      returns are logged with the step's.
       wrt: filter of the variables that are differentiated and optimized.
     shard_rule: `(key path, shape) -> PartitionSpec or None` placing chosen state leaves
       (e.g. expert kernels on the `expert` axis); None leaves get the FSDP default.
@@ -67,7 +68,7 @@ class Task:
   loss_fn: Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, Metrics]]
   train_data: DataIterator
   eval_fn: Callable[[nnx.Module], Metrics] | None = None
-  after_update: Callable[[nnx.Module, Metrics], None] | None = None
+  after_update: Callable[[nnx.Module, Metrics], Metrics | None] | None = None
   wrt: Any = nnx.Param
   shard_rule: mesh_lib.ShardRule | None = None
 
@@ -220,7 +221,7 @@ class Trainer:
     optimizer = nnx.merge(self._opt_def, state["optimizer"])
     optimizer.update(model, grads)
     if self.task.after_update is not None:
-      self.task.after_update(model, aux)
+      aux = {**aux, **(self.task.after_update(model, aux) or {})}
     scalars = {k: v for k, v in aux.items() if jnp.ndim(v) == 0}
     new_state = {"model": nnx.state(model), "optimizer": nnx.state(optimizer),
                  "rng": jax.random.key_data(rng)}

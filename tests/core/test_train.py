@@ -45,6 +45,7 @@ def loss_fn(model, batch, rng):
 def after_update(model, aux):
   model.updates[...] += 1
   model.last_loss[...] = aux["loss_copy"]
+  return {"hook_count": model.updates[...]}
 
 
 def make_trainer(steps=30, seed=0, mesh=MeshConfig(data=1), workdir=None, checkpoint_every=0,
@@ -94,6 +95,8 @@ def test_after_update_hook_runs_once_per_step_outside_autodiff(one_device):
   assert int(model.updates[...]) == 30
   assert float(model.last_loss[...]) == pytest.approx(result.final_metrics["train_loss"], rel=1e-6)
   assert "updates" not in trainer.params()  # only nnx.Param leaves are optimized
+  logged = [(r["step"], r["hook_count"]) for r in result.history if r["kind"] == "train"]
+  assert all(step == count for step, count in logged)  # the hook's metrics are logged
 
 
 def test_records_follow_the_cadence(one_device):
