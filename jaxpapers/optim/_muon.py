@@ -1,0 +1,208 @@
+"""Trinity's optimizer split: Muon for hidden matrices, AdamW for everything else.
+
+Arcee Trinity (arXiv 2602.17004) trains hidden-layer weight matrices with Muon and the token
+embedding, the LM head and all 1-D parameters with AdamW; rank-3 expert kernels `[E, in, out]`
+are orthogonalized per expert in batched form. This module builds that split on top of
+`optax.contrib.muon`, whose own default partition sends EVERY 2-D leaf to Muon (embeddings, LM
+head and router included) and everything else to Adam.
+
+Muon update of a `(in, out)` matrix (optax `scale_by_muon` → `scale_by_shape`)::
+
+  μ ← β μ + (1 − β) G                              (β = 0.95)
+  U = β μ̂ + (1 − β) Ĝ   (Nesterov; ^ = bias correction),  or U = μ̂
+  X = U / (‖U‖_F + ε);  transpose if rows > cols
+  repeat: A = X Xᵀ;  X = a X + (b A + c A²) X         (per-step (a, b, c) for "dion")
+  ΔW = −lr · sqrt(max(1, fan_out / fan_in)) · X − lr · wd · W
+
+An expert kernel `[E, in, out]` uses `MuonDimensionNumbers(reduction_axis=1, output_axis=2)`:
+the expert axis is a batch axis, so each expert's `[in, out]` slice is orthogonalized (and
+width-scaled) on its own. The Adam branch is `optax.adamw(..., nesterov=nesterov)`, i.e. NAdamW
+when Muon uses Nesterov momentum, unless `adam_nesterov` says otherwise.
+
+Example::
+
+  tx = muon(8e-4, adam_learning_rate=2e-4)          # Trinity Large peak LRs
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+import jax
+import numpy as np
+import optax
+from optax.contrib import MuonDimensionNumbers
+
+ADAM_NAMES = ("embed", "head", "router", "norm", "bias", "scale")
+"""Path components containing one of these (case-insensitive) go to Adam in :func:`muon_labels`."""
+
+_MATRIX_DIMS = MuonDimensionNumbers(reduction_axis=0, output_axis=1)  # (in, out) kernel
+_EXPERT_DIMS = MuonDimensionNumbers(reduction_axis=1, output_axis=2)  # (experts, in, out)
+
+Labels = Any  # a pytree of "muon" | "adam" with the structure of the params
+LabelsOrFn = Labels | Callable[[optax.Params], Labels]
+
+
+def _key_name(key: Any) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _ndim(leaf: Any) -> int:
+  return leaf.ndim if hasattr(leaf, "ndim") else np.ndim(leaf)
+
+
+def muon_labels(
+    params: optax.Params,
+    *,
+    adam_names: tuple[str, ...] = ADAM_NAMES,
+) -> Labels:
+  """Labels each parameter "muon" or "adam" by its key path and rank (Trinity's split).
+
+  A leaf goes to Adam when its rank is not 2 or 3, or when one of its path components (dict
+  keys, attribute names; lower-cased) contains one of `adam_names` as a substring, e.g.
+  `embed_tokens`, `lm_head`, `router`, `q_norm`, `expert_bias`. Remaining 2-D `(in, out)`
+  matrices and 3-D `[E, in, out]` expert kernels go to Muon.
+
+  Args:
+    params: A pytree of arrays (a dict, or the `nnx.State` that `nnx.Optimizer` passes).
+    adam_names: Name fragments that send a leaf to Adam. Override with
+      `functools.partial(muon_labels, adam_names=(...))`, e.g. dropping "router" to put the
+      router on Muon.
+
+  Returns:
+    A pytree with the structure of `params` and leaves "muon" or "adam".
+  """
+  adam_names = tuple(name.lower() for name in adam_names)
+
+  def label(path, leaf) -> str:
+    if _ndim(leaf) not in (2, 3):
+      return "adam"
+    parts = [_key_name(key).lower() for key in path]
+    if any(name in part for part in parts for name in adam_names):
+      return "adam"
+    return "muon"
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _dims_for(label: str, leaf: Any) -> MuonDimensionNumbers | None:
+  if label == "adam":
+    return None
+  if label != "muon":
+    raise ValueError(f'muon: labels must be "muon" or "adam", got {label!r}')
+  ndim = _ndim(leaf)
+  if ndim == 2:
+    return _MATRIX_DIMS
+  if ndim == 3:
+    return _EXPERT_DIMS
+  raise ValueError(f"muon: a leaf labelled 'muon' must be 2-D (in, out) or 3-D (experts, in, "
+                   f"out), got shape {np.shape(leaf)}; label it 'adam'")
+
+
+def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax.Params], Any]:
+  """The `muon_weight_dimension_numbers` callable of `optax.contrib.muon` for `labels`.
+
+  Args:
+    labels: A callable `params -> labels` or a pytree of "muon" | "adam".
+
+  Returns:
+    A function mapping params to a pytree of `MuonDimensionNumbers` (None for Adam leaves):
+    `(0, 1)` for 2-D `(in, out)` kernels, `(1, 2)` for 3-D `[E, in, out]` expert kernels.
+  """
+
+  def dimension_numbers(params):
+    resolved = labels(params) if callable(labels) else labels
+    return jax.tree.map(_dims_for, resolved, params)
+
+  return dimension_numbers
+
+
+def _all_muon_dimension_numbers(params):
+  return jax.tree.map(lambda leaf: _dims_for("muon", leaf), params)
+
+
+def muon(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    adam_learning_rate: optax.ScalarOrSchedule | None = None,
+    ns_coeffs: str | tuple[Any, ...] = "dion",
+    ns_steps: int = 5,
+    beta: float = 0.95,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    adam_weight_decay: float = 0.0,
+    labels: LabelsOrFn = muon_labels,
+    adam_nesterov: bool | None = None,
+    adam_b1: float = 0.9,
+    adam_b2: float = 0.999,
+    eps: float = 1e-8,
+    mu_dtype: Any = None,
+    weight_decay_mask: Any = None,
+    preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
+    consistent_rms: float | None = None,
+) -> optax.GradientTransformation:
+  """Muon on hidden matrices and expert kernels, AdamW on the rest (Trinity's split).
+
+  Args:
+    learning_rate: Muon learning rate (Trinity Large peak: 8e-4); scaled per matrix by
+      `sqrt(max(1, fan_out / fan_in))` (Keller Jordan's width rule).
+    adam_learning_rate: Learning rate of the Adam branch (Trinity Large peak: 2e-4); None uses
+      `learning_rate`.
+    ns_coeffs: Newton–Schulz coefficients: "dion" (five per-step triples of Microsoft's Dion,
+      the likely Trinity choice), "standard" (Keller Jordan's (3.4445, −4.775, 2.0315)) or an
+      `(n, 3)` array.
+    ns_steps: Newton–Schulz steps (with "dion": at least 5; the last `ns_steps` triples run).
+    beta: Muon momentum decay.
+    nesterov: Nesterov momentum for Muon (and, unless `adam_nesterov` is given, for Adam).
+    weight_decay: Decoupled weight decay of the Muon branch (multiplied by the learning rate).
+    adam_weight_decay: Weight decay of the Adam branch (applied to all Adam leaves).
+    labels: A callable `params -> labels` or a pytree of "muon" | "adam"; default
+      :func:`muon_labels`. Muon leaves must be 2-D or 3-D.
+    adam_nesterov: None follows `nesterov` (optax's behaviour: NAdamW by default); False gives
+      plain AdamW on the Adam leaves while Muon keeps Nesterov.
+    adam_b1: Adam first-moment decay.
+    adam_b2: Adam second-moment decay.
+    eps: Epsilon of the Newton–Schulz normalisation and of Adam (shared, as in optax).
+    mu_dtype: Dtype of the momentum buffers (None: the params' dtype).
+    weight_decay_mask: Mask of the Muon weight decay (over the Muon leaves).
+    preconditioning: Scaling before Newton–Schulz, see `optax.contrib.muon`.
+    consistent_rms: If set, scale by `consistent_rms · sqrt(max(fan_in, fan_out))` instead of
+      the width rule (Trinity: None).
+
+  Returns:
+    An `optax.GradientTransformation`; accepts plain dicts and flax `nnx.State` param trees.
+
+  References:
+    Arcee AI, `Arcee Trinity Large Technical Report <https://arxiv.org/abs/2602.17004>`_, 2026
+
+    Jordan, `Muon: An optimizer for hidden layers in neural networks
+    <https://kellerjordan.github.io/posts/muon/>`_, 2024
+
+    Ahn et al., `Dion: Distributed Orthonormalized Updates
+    <https://arxiv.org/abs/2504.05295>`_, 2025
+  """
+  common = dict(ns_coeffs=ns_coeffs, ns_steps=ns_steps, beta=beta, eps=eps,
+                weight_decay=weight_decay, weight_decay_mask=weight_decay_mask,
+                mu_dtype=mu_dtype, nesterov=nesterov, preconditioning=preconditioning,
+                consistent_rms=consistent_rms)
+  if adam_nesterov is None or adam_nesterov == nesterov:
+    return optax.contrib.muon(
+        learning_rate,
+        adam_b1=adam_b1,
+        adam_b2=adam_b2,
+        adam_weight_decay=adam_weight_decay,
+        adam_learning_rate=adam_learning_rate,
+        muon_weight_dimension_numbers=_muon_dimension_numbers(labels),
+        **common)
+
+  # Adam momentum differs from Muon's: split first, then run a Muon-only optax.contrib.muon.
+  adam = optax.adamw(learning_rate if adam_learning_rate is None else adam_learning_rate,
+                     b1=adam_b1, b2=adam_b2, eps=eps, weight_decay=adam_weight_decay,
+                     mu_dtype=mu_dtype, nesterov=adam_nesterov)
+  only_muon = optax.contrib.muon(
+      learning_rate, muon_weight_dimension_numbers=_all_muon_dimension_numbers, **common)
+  return optax.partition({"muon": only_muon, "adam": adam}, labels)
