@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -192,5 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130
 
 
+def entry() -> None:
+  """Console-script entry. A usage error exits at once: nothing was saved on that path, and
+  background threads of half-opened libraries (orbax, tensorstore) must not print on the way out."""
+  code = main()
+  if code == EXIT_USAGE:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  entry()

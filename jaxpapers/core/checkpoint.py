@@ -7,7 +7,9 @@ unreadable checkpoints raise `CheckpointError` and are never modified or deleted
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,30 @@ import orbax.checkpoint as ocp
 from jaxpapers.core.errors import CheckpointError
 
 FORMAT = "jaxpapers.checkpoint/1"
+
+
+def _closed_loop_noise(exc: BaseException | None) -> bool:
+  return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
+
+
+@contextlib.contextmanager
+def _quiet_failed_restore():
+  """A failed orbax restore leaves tensorstore callbacks that hit a closed asyncio loop and
+  print tracebacks from background threads; drop exactly those (kept off after a failure, as
+  the program then ends with its one-line error)."""
+  previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+  def excepthook(exc_type, exc, tb):
+    if not _closed_loop_noise(exc):
+      previous_hook(exc_type, exc, tb)
+
+  def unraisablehook(unraisable):
+    if not _closed_loop_noise(unraisable.exc_value):
+      previous_unraisable(unraisable)
+
+  sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+  yield
+  sys.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
 
 
 def abstract_like(tree: Any) -> Any:
@@ -49,6 +75,12 @@ class Checkpointer:
           max_to_keep=self._keep, enable_async_checkpointing=False, create=True)
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     return self._manager
+
+  def close(self) -> None:
+    """Releases orbax's resources (a later save or restore reopens them)."""
+    if self._manager is not None:
+      self._manager.close()
+      self._manager = None
 
   def steps(self) -> list[int]:
     """Steps of the checkpoints on disk (ours or not), oldest first."""
@@ -91,9 +123,12 @@ class Checkpointer:
       raise CheckpointError(
           f"{path} belongs to experiment {meta.get('experiment')!r}, not {self.experiment!r}; {fix}")
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_like(like))))
+      with _quiet_failed_restore():
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_like(like))))
     except Exception as e:  # orbax raises many types for damaged files
-      first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-      raise CheckpointError(f"checkpoint {path} is corrupt or incomplete ({first}); {fix}") from None
+      self.close()  # stop orbax's background work before the error ends the program
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      reason = reason if len(reason) <= 300 else reason[:300] + "..."
+      raise CheckpointError(f"checkpoint {path} is corrupt or incomplete ({reason}); {fix}") from None
     return restored["state"], meta["data_state"]

@@ -79,29 +79,31 @@ def _move_away(workdir: Path) -> Path:
   return target
 
 
+def _sync(name: str) -> None:
+  """Barrier across processes (multi-host); a no-op in one process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
 def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool = False) -> list[str]:
   """Makes `workdir` ready for a run of `config`; returns notices for the user.
 
   A workdir is accepted when it is new, empty, or holds a run of the same experiment and
   config (which is then resumed). Otherwise it is refused, or with `overwrite` its old contents
   are moved to a sibling `NAME.old-TIMESTAMP` folder (nothing is deleted). A non-empty folder
-  that holds no jaxpapers run is always refused.
+  that holds no jaxpapers run is always refused. In a multi-host run every process checks the
+  same files, then process 0 alone writes.
 
   Raises:
     WorkdirError: the workdir is unwritable, foreign, or holds a different run.
   """
   workdir = Path(workdir)
-  notices = []
-  if workdir.exists() and not workdir.is_dir():
-    raise WorkdirError(f"workdir {workdir} is a file; pass a directory to --workdir")
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise WorkdirError(f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir") from None
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    raise WorkdirError(f"workdir {workdir} is not writable; choose another --workdir")
   new = _record(experiment, config)
   config_file = workdir / "config.json"
+  if workdir.exists() and not workdir.is_dir():
+    raise WorkdirError(f"workdir {workdir} is a file; pass a directory to --workdir")
+  move = False
   if config_file.exists():
     try:
       old = json.loads(config_file.read_text())
@@ -114,13 +116,24 @@ def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool
         raise WorkdirError(
             f"workdir {workdir} holds a different run ({shown}); use another --workdir, or "
             "--overwrite to move the old run aside")
-      notices.append(f"moved the previous run in {workdir} to {_move_away(workdir)}")
-  elif any(workdir.iterdir()):
+      move = True
+  elif workdir.is_dir() and any(workdir.iterdir()):
     raise WorkdirError(
         f"workdir {workdir} is not empty and holds no jaxpapers run (no config.json); choose an "
         "empty or new --workdir")
+  _sync("jaxpapers-workdir-checked")
+  notices = []
   if jax.process_index() == 0:
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise WorkdirError(f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+      raise WorkdirError(f"workdir {workdir} is not writable; choose another --workdir")
+    if move:
+      notices.append(f"moved the previous run in {workdir} to {_move_away(workdir)}")
     config_file.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+  _sync("jaxpapers-workdir-ready")
   return notices
 
 
@@ -140,6 +153,7 @@ def train(experiment: Experiment, config: Any, workdir: Path | None,
   aside (and named in `notices`) and the run starts fresh.
   """
   notices = [] if notices is None else notices
+  mesh_lib.make_mesh(config.mesh)  # a mesh that does not fit the devices fails before any write
   if workdir is not None:
     notices.extend(prepare_workdir(workdir, experiment.name, config, overwrite))
   trainer = build_trainer(experiment, config, workdir)

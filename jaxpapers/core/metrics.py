@@ -31,7 +31,7 @@ class MetricsWriter:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
         self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
-      except ImportError:
+      except Exception:  # pylint: disable=broad-except  # optional: absent or broken install
         self._tb = None
 
   def rewind(self, step: int) -> None:

@@ -101,8 +101,6 @@ def params_checksum(tree: Any) -> str:
 
 def _gather(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
   """All-gathers an FSDP-sharded parameter before use (its transpose reduce-scatters grads)."""
-  if mesh.shape["fsdp"] == 1 and mesh.shape["expert"] == 1:
-    return x
   if mesh_lib.is_explicit(mesh):
     return jax.sharding.reshard(x, P())
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P()))
