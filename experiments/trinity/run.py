@@ -1,0 +1,175 @@
+"""Reproduction of Arcee Trinity's training-stability pieces (arXiv 2602.17004; spec section 4).
+
+Claims: the router simulation (4.1: SMEBU against the centered sign rule), RSDB against
+sequential packing (4.3), SMEBU in a trained tiny MoE language model (4.2: no balancing, sign,
+SMEBU on the same data), Muon against AdamW on that model (each at the better learning rate of a
+two-point sweep), and the Muon split sanity checks (4.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from experiments.trinity import router_sim, rsdb_study
+from experiments.trinity.config import PRESETS, TrinityConfig
+from experiments.trinity.model import make_task
+from jaxpapers import optim
+from jaxpapers.core import experiment as experiment_lib
+from jaxpapers.core import report
+from jaxpapers.core.metrics import series
+
+ADAMW_SWEEP = (3e-3, 1e-2)  # the first equals the balancing runs' lr: that run is reused
+MUON_SWEEP = (1e-2, 3e-2)
+
+
+def _train(config: TrinityConfig, workdir: Path, progress, label: str) -> list[dict]:
+  """A fresh (non-checkpointed) run of the shared loop; returns its records."""
+  config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoint_every=0))
+  experiment_lib.prepare_workdir(workdir, EXPERIMENT.name, config, overwrite=True)
+  trainer = experiment_lib.build_trainer(EXPERIMENT, config, workdir)
+  return trainer.run(progress(label, config.train.steps)).history
+
+
+def _tail_mean(history, key: str) -> float:
+  steps, values = series(history, key, kind="train")
+  return float(np.mean(values[steps > steps[-1] * 2 / 3]))
+
+
+def _final(history, key: str = "eval_loss") -> float:
+  return float(series(history, key)[1][-1])
+
+
+def _steps_to_reach(history, target: float) -> float:
+  steps, losses = series(history, "eval_loss")
+  hits = np.nonzero(losses <= target)[0]
+  return float(steps[hits[0]]) if hits.size else float("inf")
+
+
+def balancing_claims(runs: dict[str, list[dict]]) -> list[report.Claim]:
+  """Spec 4.2 (thresholds provisional in the spec, calibrated in the experiment README)."""
+  maxvio = {k: _tail_mean(h, "maxvio") for k, h in runs.items()}
+  jitter = {k: _tail_mean(h, "bias_jitter") for k, h in runs.items() if k != "none"}
+  loss = {k: _final(h) for k, h in runs.items()}
+  return [
+      report.at_least("lm_maxvio_none_over_smebu", "tail MaxVio, no balancing / SMEBU",
+                      maxvio["none"] / maxvio["smebu"], 2.0),
+      report.at_most("lm_maxvio_smebu_over_sign", "tail MaxVio, SMEBU / sign",
+                     maxvio["smebu"] / maxvio["sign"], 0.85),
+      report.at_least("lm_bias_jitter_sign_over_smebu", "tail bias jitter, sign / SMEBU",
+                      jitter["sign"] / jitter["smebu"], 5.0),
+      report.at_most("lm_eval_loss_smebu_vs_sign", "final eval loss, SMEBU / sign - 1",
+                     loss["smebu"] / loss["sign"] - 1, 0.02),
+      report.less_than("lm_bias_sum", "max |sum of biases| of a layer, SMEBU run, last step",
+                       float(series(runs["smebu"], "bias_sum", kind="train")[1][-1]), 1e-5),
+  ]
+
+
+def muon_claims(adamw: dict[float, list], muon: dict[float, list]) -> tuple[list[report.Claim], dict]:
+  """Muon (tuned) reaches tuned AdamW's final eval loss in fewer steps."""
+  best_adamw = min(adamw, key=lambda lr: _final(adamw[lr]))
+  best_muon = min(muon, key=lambda lr: _final(muon[lr]))
+  target = _final(adamw[best_adamw])
+  adam_steps = float(series(adamw[best_adamw], "eval_loss")[0][-1])
+  ratio = _steps_to_reach(muon[best_muon], target) / adam_steps
+  summary = {"adamw_lr": best_adamw, "muon_lr": best_muon, "adamw_final": target,
+             "muon_final": _final(muon[best_muon])}
+  return [report.less_than(
+      "muon_steps_to_adamw_loss",
+      f"steps for Muon (lr {best_muon:g}) to reach AdamW's (lr {best_adamw:g}) final eval loss "
+      f"{target:.4f}, over AdamW's steps", ratio, 1.0)], summary
+
+
+def muon_split_claims() -> list[report.Claim]:
+  """Spec 4.4 on a toy tree: which leaves Muon orthogonalizes."""
+  shapes = {"embed": (32, 8), "layers": {"q": (8, 8), "experts": (4, 8, 16), "router": (8, 4)},
+            "head": (8, 32), "norm": (8,)}
+  labels = optim.muon_labels({k: v for k, v in _zeros(shapes).items()})
+  flat = {k: v for k, v in _flatten(labels).items()}
+  expected = {"embed": "adam", "layers/q": "muon", "layers/experts": "muon", "layers/router": "adam",
+              "head": "adam", "norm": "adam"}
+  wrong = sum(flat[k] != v for k, v in expected.items())
+  return [report.at_most("muon_split_labels", "leaves labelled against spec 4.4 "
+                         "(embed, head, norm, router: adam; q, experts: muon), mismatches", wrong, 0)]
+
+
+def _zeros(shapes):
+  return {k: _zeros(v) if isinstance(v, dict) else np.zeros(v, np.float32) for k, v in shapes.items()}
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}/"))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _plot_lm(path: Path, runs: dict[str, list], adamw: dict, muon: dict) -> Path:
+  fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+  for name, history in runs.items():
+    steps, values = series(history, "maxvio", kind="train")
+    ax.plot(steps, values, label=name, alpha=0.8)
+  ax.set(xlabel="step", ylabel="MaxVio (train batch, mean over MoE layers)", yscale="log",
+         title="Expert-load balance in the tiny MoE LM")
+  ax.legend()
+  for name, sweep in (("AdamW", adamw), ("Muon", muon)):
+    for lr, history in sweep.items():
+      steps, losses = series(history, "eval_loss")
+      ax2.plot(steps, losses, label=f"{name} lr {lr:g}")
+  ax2.set(xlabel="step", ylabel="eval loss", title="Muon against AdamW")
+  if adamw or muon:
+    ax2.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def reproduce(config: TrinityConfig, preset: str, out_dir: Path, progress):
+  """Router simulation, RSDB study, balancing runs, Muon sweep; claims and plots."""
+  router = router_sim.router_results(preset)
+  claims = router_sim.router_claims(preset, router)
+  rsdb_claim_list, rsdb = rsdb_study.rsdb_claims(preset)
+  claims += rsdb_claim_list + muon_split_claims()
+  plots = [router_sim.plot_router(out_dir / "router.png", router),
+           rsdb_study.plot_rsdb(out_dir / "rsdb.png", rsdb)]
+  runs = {}
+  for balancing in ("none", "sign", "smebu"):
+    run = dataclasses.replace(config, balancing=balancing, optimizer="adamw", lr=ADAMW_SWEEP[0])
+    runs[balancing] = _train(run, out_dir / f"lm_{balancing}", progress, f"LM, {balancing}")
+  adamw, muon = {}, {}
+  if preset == "smoke":  # the LM thresholds are spec 4.2's (small); smoke checks the invariant
+    claims.append(balancing_claims(runs)[-1])
+  else:
+    claims += balancing_claims(runs)
+    adamw = {ADAMW_SWEEP[0]: runs["smebu"]}
+    for lr in ADAMW_SWEEP[1:]:
+      run = dataclasses.replace(config, optimizer="adamw", lr=lr)
+      adamw[lr] = _train(run, out_dir / f"lm_adamw_{lr:g}", progress, f"LM, AdamW {lr:g}")
+    for lr in MUON_SWEEP:
+      run = dataclasses.replace(config, optimizer="muon", lr=lr, adam_lr=None)
+      muon[lr] = _train(run, out_dir / f"lm_muon_{lr:g}", progress, f"LM, Muon {lr:g}")
+    muon_claim_list, _ = muon_claims(adamw, muon)
+    claims += muon_claim_list
+  plots.append(_plot_lm(out_dir / "lm.png", runs, adamw, muon))
+  return claims, plots
+
+
+EXPERIMENT = experiment_lib.Experiment(
+    name="trinity",
+    paper="2602.17004",
+    title="Arcee Trinity Large Technical Report: SMEBU, Muon, RSDB and the AFMoE block",
+    presets=PRESETS,
+    make_task=make_task,
+    reproduce=reproduce,
+    status="in progress",
+)

@@ -1,0 +1,126 @@
+"""The AFMoE decoder of Arcee Trinity (arXiv 2602.17004, spec section 1.5) as an NNX language model.
+
+Decoder layer with pre- and post-sublayer RMSNorm ("sandwich"):
+  x = x + PostNorm_attn(Attn(PreNorm_attn(x)))
+  x = x + PostNorm_mlp(MLP_or_MoE(PreNorm_mlp(x)))
+Layer i (0-based) is global (NoPE, full causal) iff (i + 1) % global_every == 0, otherwise local
+(RoPE, sliding window): 3 local : 1 global at global_every = 4. The first `num_dense_layers`
+layers use a dense SwiGLU MLP, the rest a sigmoid-routed MoE with shared experts. Post-norm gains
+start at 1/sqrt(L) (our reading of "depth-scaled sandwich norm"; the formula was not published).
+Embedding output is scaled by sqrt(d_model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxpapers.core.config import check, check_choice
+from jaxpapers.nn.attention import GatedAttention, RMSNorm
+from jaxpapers.nn.embedding import embed_lookup
+from jaxpapers.nn.moe import MoE, SwiGLU
+
+
+@dataclasses.dataclass(frozen=True)
+class AfmoeConfig:
+  """Shape of an AFMoE language model (defaults: the tiny model of spec 4.2)."""
+
+  vocab_size: int = 256
+  d_model: int = 64
+  num_layers: int = 4
+  num_dense_layers: int = 1
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  head_dim: int = 16
+  dense_width: int = 128
+  num_experts: int = 16
+  top_k: int = 2
+  expert_width: int = 64
+  num_shared: int = 1
+  route_scale: float = 1.0
+  window: int = 32
+  global_every: int = 4
+  rope_theta: float = 10_000.0
+  dispatch: str = "dense"
+  init_std: float = 0.02
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                 "dense_width", "num_experts", "expert_width", "window", "global_every"):
+      check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), ">= 1")
+    check(0 <= self.num_dense_layers <= self.num_layers, "model.num_dense_layers",
+          self.num_dense_layers, f"in [0, model.num_layers={self.num_layers}]")
+    check(self.num_heads % self.num_kv_heads == 0, "model.num_kv_heads", self.num_kv_heads,
+          f"a divisor of model.num_heads={self.num_heads}")
+    check(1 <= self.top_k <= self.num_experts, "model.top_k", self.top_k,
+          f"in [1, model.num_experts={self.num_experts}]")
+    check(self.num_shared >= 0, "model.num_shared", self.num_shared, ">= 0")
+    check(self.route_scale > 0, "model.route_scale", self.route_scale, "> 0")
+    check(self.head_dim % 2 == 0, "model.head_dim", self.head_dim, "even (RoPE rotates pairs)")
+    check_choice("model.dispatch", self.dispatch, ("dense", "ragged"))
+    check(0 < self.init_std <= 1, "model.init_std", self.init_std, "in (0, 1]")
+
+  @property
+  def num_moe_layers(self) -> int:
+    return self.num_layers - self.num_dense_layers
+
+  def is_global(self, layer: int) -> bool:
+    return (layer + 1) % self.global_every == 0
+
+
+class DecoderLayer(nnx.Module):
+  """One sandwich-norm decoder layer: gated attention, then a dense MLP or an MoE."""
+
+  def __init__(self, config: AfmoeConfig, index: int, *, rngs: nnx.Rngs):
+    c = config
+    post_gain = 1 / math.sqrt(c.num_layers)
+    self.attn_in, self.attn_out = RMSNorm(c.d_model), RMSNorm(c.d_model, init=post_gain)
+    self.mlp_in, self.mlp_out = RMSNorm(c.d_model), RMSNorm(c.d_model, init=post_gain)
+    self.attn = GatedAttention(c.d_model, c.num_heads, c.num_kv_heads, c.head_dim,
+                               window=None if c.is_global(index) else c.window,
+                               rope_theta=c.rope_theta, init_std=c.init_std, rngs=rngs)
+    if index < c.num_dense_layers:
+      self.mlp = SwiGLU(c.d_model, c.dense_width, init_std=c.init_std, rngs=rngs)
+    else:
+      self.mlp = MoE(c.d_model, c.num_experts, c.top_k, c.expert_width, num_shared=c.num_shared,
+                     route_scale=c.route_scale, dispatch=c.dispatch, init_std=c.init_std, rngs=rngs)
+
+  def __call__(self, x, segment_ids, mask):
+    x = x + self.attn_out(self.attn(self.attn_in(x), segment_ids))
+    h = self.mlp_in(x)
+    if isinstance(self.mlp, MoE):
+      h, counts = self.mlp(h, mask)
+    else:
+      h, counts = self.mlp(h), None
+    return x + self.mlp_out(h), counts
+
+
+class AfmoeLM(nnx.Module):
+  """Token ids [B, T] -> (logits [B, T, V], expert counts [num MoE layers, E])."""
+
+  def __init__(self, config: AfmoeConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    init = nnx.initializers.normal(config.init_std)
+    self.embed = nnx.Param(init(rngs.params(), (config.vocab_size, config.d_model)))
+    self.layers = nnx.List([DecoderLayer(config, i, rngs=rngs) for i in range(config.num_layers)])
+    self.final_norm = RMSNorm(config.d_model)
+    self.head = nnx.Param(init(rngs.params(), (config.d_model, config.vocab_size)))
+
+  def moe_layers(self) -> list[MoE]:
+    return [layer.mlp for layer in self.layers if isinstance(layer.mlp, MoE)]
+
+  def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
+               mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    x = embed_lookup(self.embed[...], tokens) * math.sqrt(self.config.d_model)
+    counts = []
+    for layer in self.layers:
+      x, c = layer(x, segment_ids, mask)
+      if c is not None:
+        counts.append(c)
+    logits = self.final_norm(x) @ self.head[...]
+    stacked = jnp.stack(counts) if counts else jnp.zeros((0, self.config.num_experts))
+    return logits, stacked
