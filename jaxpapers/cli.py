@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
+
+from jaxpapers.core.errors import UsageError
 
 EXIT_FAILED_CLAIMS = 1
 EXIT_USAGE = 2
@@ -126,7 +127,7 @@ def _train(args) -> int:
   from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   distributed = (args.coordinator, args.num_processes, args.process_id)
   if any(v is not None for v in distributed) and not all(v is not None for v in distributed):
-    raise experiment_lib.UsageError(
+    raise UsageError(
         "multi-host needs all three of --coordinator HOST:PORT, --num-processes N, --process-id I")
   experiment_lib.init_distributed(*distributed)
   import jax  # pylint: disable=g-import-not-at-top
@@ -157,7 +158,7 @@ def _bench(args) -> int:
   try:
     args.out.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise experiments.UsageError(f"cannot create {args.out} ({e.strerror}); choose another --out") from None
+    raise UsageError(f"cannot create {args.out} ({e.strerror}); choose another --out") from None
   rows, record = bench()
   widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
   for row in rows:
@@ -176,7 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = [e for e in extra if e not in args.overrides]
   if extra:
     parser.error(f"unrecognized arguments: {' '.join(extra)}")
-  from jaxpapers.core.errors import UsageError  # pylint: disable=g-import-not-at-top
   try:
     if args.command == "list":
       return _list()

@@ -7,7 +7,6 @@ with code 2, shows no traceback, and loses or overwrites nothing already saved.
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,21 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from jaxpapers.core.testing import cli_env
+
 SMOKE = ["modular_addition", "--preset", "smoke", "--no-progress"]
 BASE_OVERRIDES = ["train.steps=200", "train.checkpoint_every=100"]
 
 
-def _env(devices: int = 1) -> dict[str, str]:
-  env = dict(os.environ)
-  for key in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-    env.pop(key, None)
-  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1")
-  return env
-
-
 def _jaxpapers(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", "jaxpapers.cli", *map(str, args)], cwd=cwd,
-                        env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
+                        env=cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _train_args(workdir: Path, *overrides: str) -> list[str]:

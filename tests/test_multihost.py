@@ -5,26 +5,14 @@ process with two CPU devices: the data-parallel mesh is the same, only split acr
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from jaxpapers.core.testing import cli_env
+
 STEPS = 300
-
-
-def _env(devices: int) -> dict[str, str]:
-  env = dict(os.environ)
-  for key in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-    env.pop(key, None)
-  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1")
-  # XLA's CPU client sizes its thread pool by the core count (env NPROC overrides it). With two
-  # in-process devices on a machine of <= 2 cores, the all-reduce of a jitted step often waits
-  # forever for the second device (jax 0.10.2; reproducible without jaxpapers) and aborts after
-  # 60 s. The pool size also changes float summation order, so every process here uses the same.
-  env["NPROC"] = str(max(4, os.cpu_count() or 1))
-  return env
 
 
 def _command(workdir: Path, *extra: str) -> list[str]:
@@ -46,7 +34,7 @@ def _summary(stdout: str) -> dict:
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
   """2 hosts x 1 device trains the same parameters and loss as 1 host x 2 devices."""
   single_dir = tmp_path / "single"
-  single = subprocess.run(_command(single_dir), cwd=tmp_path, env=_env(2), capture_output=True,
+  single = subprocess.run(_command(single_dir), cwd=tmp_path, env=cli_env(2), capture_output=True,
                           text=True, timeout=180, check=False)
   assert single.returncode == 0, single.stderr
   expected = _summary(single.stdout)
@@ -62,7 +50,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
         procs.append(subprocess.Popen(
             _command(multi_dir, "--coordinator", coordinator, "--num-processes", "2",
                      "--process-id", str(i)),
-            cwd=tmp_path, env=_env(1), stdout=out, stderr=err))
+            cwd=tmp_path, env=cli_env(1), stdout=out, stderr=err))
     codes = [p.wait(timeout=180) for p in procs]
   finally:
     for p in procs:

@@ -7,7 +7,6 @@ run. Each test kills a 1,500-step smoke run once a checkpoint at step >= 300 is 
 
 import collections
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,16 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from jaxpapers.core.testing import cli_env
+
 STEPS = 1500
 EVERY = 100  # checkpoint, eval and log cadence
-
-
-def _env(devices: int = 1) -> dict[str, str]:
-  env = dict(os.environ)
-  for key in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-    env.pop(key, None)
-  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1")
-  return env
 
 
 def _command(workdir: Path) -> list[str]:
@@ -37,7 +30,7 @@ def _command(workdir: Path) -> list[str]:
 
 def _train(workdir: Path) -> tuple[dict, subprocess.CompletedProcess]:
   """Runs the command to completion; returns the summary it printed last."""
-  proc = subprocess.run(_command(workdir), cwd=workdir.parent, env=_env(), capture_output=True,
+  proc = subprocess.run(_command(workdir), cwd=workdir.parent, env=cli_env(), capture_output=True,
                         text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr
   assert "Traceback" not in proc.stderr, proc.stderr
@@ -59,7 +52,7 @@ def _start_and_interrupt(workdir: Path, sig: int) -> tuple[int, str]:
   workdir.mkdir(parents=True)
   err_path = workdir.parent / f"{workdir.name}.stderr"
   with open(err_path, "w") as err:
-    proc = subprocess.Popen(_command(workdir), cwd=workdir.parent, env=_env(),
+    proc = subprocess.Popen(_command(workdir), cwd=workdir.parent, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=err)
     try:
       deadline = time.monotonic() + 180

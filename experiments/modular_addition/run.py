@@ -37,14 +37,8 @@ def _weights(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _train(config: ModularAdditionConfig, workdir: Path, progress, label: str):
-  """A fresh (non-checkpointed) run of the shared loop.
-
-  Returns:
-    (eval history, initial (W_in, W_out), final (W_in, W_out)).
-  """
-  config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoint_every=0))
-  experiment_lib.prepare_workdir(workdir, EXPERIMENT.name, config, overwrite=True)
-  trainer = experiment_lib.build_trainer(EXPERIMENT, config, workdir)
+  """A fresh run of the shared loop: (eval history, initial and final (W_in, W_out))."""
+  trainer = experiment_lib.fresh_trainer(EXPERIMENT, config, workdir)
   initial = _weights(trainer.model)
   result = trainer.run(progress(label, config.train.steps))
   return result.history, initial, _weights(trainer.model)

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from experiments.trinity.config import TrinityConfig
 from jaxpapers import optim

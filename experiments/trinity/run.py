@@ -30,10 +30,8 @@ MUON_SWEEP = (1e-2, 3e-2)
 
 
 def _train(config: TrinityConfig, workdir: Path, progress, label: str) -> list[dict]:
-  """A fresh (non-checkpointed) run of the shared loop; returns its records."""
-  config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoint_every=0))
-  experiment_lib.prepare_workdir(workdir, EXPERIMENT.name, config, overwrite=True)
-  trainer = experiment_lib.build_trainer(EXPERIMENT, config, workdir)
+  """A fresh run of the shared loop; returns its records."""
+  trainer = experiment_lib.fresh_trainer(EXPERIMENT, config, workdir)
   return trainer.run(progress(label, config.train.steps)).history
 
 

@@ -20,7 +20,7 @@ import jax
 
 from jaxpapers.core import config as config_lib
 from jaxpapers.core import mesh as mesh_lib
-from jaxpapers.core.errors import CheckpointError, ConfigError, UsageError, WorkdirError  # pylint: disable=unused-import
+from jaxpapers.core.errors import CheckpointError, ConfigError, WorkdirError
 from jaxpapers.core.train import Task, Trainer, TrainResult
 
 PRESETS = ("smoke", "small", "paper")
@@ -143,6 +143,17 @@ def build_trainer(experiment: Experiment, config: Any, workdir: Path | None) -> 
   task = experiment.make_task(config, mesh)
   return Trainer(task, config.train, mesh, workdir, experiment.name,
                  _record(experiment.name, config))
+
+
+def fresh_trainer(experiment: Experiment, config: Any, workdir: Path) -> Trainer:
+  """A trainer for a reproduction run: from scratch, no checkpoints, metrics in `workdir`.
+
+  A previous run with another config in `workdir` is moved aside (as with --overwrite).
+  """
+  train_config = dataclasses.replace(config.train, checkpoint_every=0)
+  config = dataclasses.replace(config, train=train_config)
+  prepare_workdir(workdir, experiment.name, config, overwrite=True)
+  return build_trainer(experiment, config, workdir)
 
 
 def train(experiment: Experiment, config: Any, workdir: Path | None,

@@ -4,10 +4,8 @@ import json
 
 import jax
 import numpy as np
-import pytest
 
 from experiments.trinity.run import EXPERIMENT
-from jaxpapers.core import config as config_lib
 from jaxpapers.core import experiment as experiment_lib
 
 
