@@ -68,9 +68,10 @@ def build_report(experiment: str, paper: str, preset: str, claims: list[Claim],
 
 
 def _fmt(x: Any) -> str:
+  """A table cell: numbers to 4 significant digits, pipes escaped."""
   if isinstance(x, float):
     return f"{x:.4g}"
-  return "" if x is None else str(x)
+  return "" if x is None else str(x).replace("|", "\\|")
 
 
 def write_report(out_dir: Path, report: dict[str, Any], title: str, plots: list[Path]) -> None:
@@ -89,7 +90,7 @@ def write_report(out_dir: Path, report: dict[str, Any], title: str, plots: list[
       "|---|---|---|---|---|---|",
   ]
   for c in report["claims"]:
-    lines.append(f"| {c['id']} | {c['statement']} | {_fmt(c['paper_value'])} | "
+    lines.append(f"| {c['id']} | {_fmt(c['statement'])} | {_fmt(c['paper_value'])} | "
                  f"{_fmt(c['measured'])} | {c['threshold']} | {'pass' if c['passed'] else 'FAIL'} |")
   lines.append("")
   for plot in plots:
