@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ import jax
 
 from jaxpapers.core import config as config_lib
 from jaxpapers.core import mesh as mesh_lib
+from jaxpapers.core import report as report_lib
 from jaxpapers.core.errors import CheckpointError, ConfigError, WorkdirError
 from jaxpapers.core.train import Task, Trainer, TrainResult
 
@@ -210,8 +212,6 @@ def reproduce(experiment: Experiment, preset: str, out_dir: Path, progress=no_pr
   Returns:
     The report.json record.
   """
-  from jaxpapers.core import report as report_lib  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
   config = experiment.config(preset, list(overrides))
   folder = Path(out_dir) / experiment.name
   try:
