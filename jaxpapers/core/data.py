@@ -124,9 +124,14 @@ def digits_source(
   })
 
 
-def stdlib_paths() -> list[Path]:
-  """The top-level ``.py`` files of Python's standard library, sorted."""
-  return sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+def stdlib_paths(recursive: bool = False) -> list[Path]:
+  """The ``.py`` files of Python's standard library, sorted: top-level modules only, or with
+  ``recursive`` every package's files too (never site-packages or caches)."""
+  root = Path(sysconfig.get_paths()["stdlib"])
+  if not recursive:
+    return sorted(root.glob("*.py"))
+  skip = {"site-packages", "dist-packages", "__pycache__"}
+  return sorted(p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts))
 
 
 class TextSource:

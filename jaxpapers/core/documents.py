@@ -28,12 +28,13 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import os
-import sysconfig
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import numpy as np
+
+from jaxpapers.core.data import stdlib_paths
 
 
 class Document(NamedTuple):
@@ -265,16 +266,6 @@ class MarkovDocuments:
 # ---------------------------------------------------------------------------
 
 
-def stdlib_source_paths() -> list[Path]:
-  """Every ``.py`` file of the standard library (no site-packages), sorted."""
-  root = Path(sysconfig.get_paths()["stdlib"])
-  skip = {"site-packages", "dist-packages", "__pycache__"}
-  return sorted(
-      p for p in root.rglob("*.py")
-      if not skip.intersection(p.relative_to(root).parts)
-  )
-
-
 class StdlibDocuments:
   """Source files as byte-level documents, one file per document.
 
@@ -302,7 +293,7 @@ class StdlibDocuments:
     """Indexes the files (sizes only; contents are read on access).
 
     Args:
-      paths: The files; default ``stdlib_source_paths()``.
+      paths: The files; default ``data.stdlib_paths(recursive=True)``.
       max_domains: Number of domain buckets, >= 1: the largest
         ``max_domains - 1`` top-level packages (by bytes) get their own domain,
         the rest share ``"<other>"`` (top-level modules form ``"<top>"``).
@@ -310,7 +301,7 @@ class StdlibDocuments:
     """
     if max_domains < 1:
       raise ValueError(f"max_domains must be >= 1, got {max_domains}.")
-    self.paths = stdlib_source_paths() if paths is None else [Path(p) for p in paths]
+    self.paths = stdlib_paths(recursive=True) if paths is None else [Path(p) for p in paths]
     if not self.paths:
       raise ValueError("StdlibDocuments got no paths.")
     missing = [p for p in self.paths if not p.is_file()]
