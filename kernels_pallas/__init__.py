@@ -1,0 +1,1 @@
+from kernels_pallas.block_sparse_attention import block_sparse_attention

@@ -1,0 +1,170 @@
+"""Block-mask prediction of SpargeAttention2 (arXiv 2602.13515, Alg. 1 and Eq. 9).
+
+Queries and keys are mean-pooled per block (spec 1.2), the pooled attention map
+`Pbar = softmax(mean(Q_i) mean(K_j)^T / sqrt(d))` is computed per (batch, head, query block),
+and a block mask is chosen per row by one of three rank-based rules (spec 1.3):
+
+* Top-k: the `max(1, floor(k * nk))` largest entries (k is a fraction of the key blocks);
+* Top-p: the shortest prefix of the sorted row whose cumulative mass reaches `p`;
+* hybrid (SpargeAttention2, Eq. 9): the union of the two.
+
+Selection is by rank (argsort), not by threshold, so counts are exact under ties. No gradient
+flows through the mask (`stop_gradient` on `Pbar`). Layout follows `jax.nn.dot_product_attention`:
+q, k are `[batch, seq, heads, dim]`; masks are `[batch, heads, n_q_blocks, n_k_blocks]`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+RULES = ("hybrid", "topk", "topp")
+
+
+def pool_blocks(x: jax.Array, block: int) -> jax.Array:
+  """Mean of each run of `block` tokens: [B, N, H, D] -> [B, H, ceil(N / block), D].
+
+  A partial last block is averaged over the tokens it has (spec 1.2 step 1).
+  """
+  b, n, h, d = x.shape
+  nb = -(-n // block)
+  pad = nb * block - n
+  xf = jnp.pad(x.astype(jnp.float32), ((0, 0), (0, pad), (0, 0), (0, 0)))
+  sums = xf.reshape(b, nb, block, h, d).sum(axis=2)
+  counts = jnp.minimum(block, n - block * jnp.arange(nb)).astype(jnp.float32)
+  return jnp.transpose(sums / counts[None, :, None, None], (0, 2, 1, 3))
+
+
+def block_scores(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int,
+                 scale: float | None = None) -> jax.Array:
+  """Pooled attention map Pbar [B, H, nq, nk], one distribution per query block (spec 1.2)."""
+  _check_qk(q, k)
+  scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+  qbar = pool_blocks(q, block_q)
+  kbar = pool_blocks(k, block_k)
+  logits = jnp.einsum("bhid,bhjd->bhij", qbar, kbar) * scale
+  return jax.lax.stop_gradient(jax.nn.softmax(logits, axis=-1))
+
+
+def topk_count(num_blocks: int, top_k: float) -> int:
+  """Blocks kept per row by Top-k: max(1, floor(k * nk)) (spec 5)."""
+  return max(1, int(math.floor(top_k * num_blocks + 1e-9)))
+
+
+def select_blocks(scores: jax.Array, *, top_k: float | None = None,
+                  top_p: float | None = None) -> jax.Array:
+  """Rank-based block selection on each row of `scores` [..., nk] (spec 1.3, Eq. 9).
+
+  Args:
+    scores: non-negative row distributions (e.g. `block_scores`).
+    top_k: fraction of blocks kept by rank (None: rule off).
+    top_p: mass the kept prefix of the sorted row must reach (None: rule off).
+
+  Returns:
+    Boolean mask, same shape as `scores`: the union of the enabled rules. Every row keeps at
+    least one block.
+  """
+  if top_k is None and top_p is None:
+    raise ValueError("select_blocks needs top_k, top_p or both; got neither")
+  if top_k is not None and not 0 <= top_k <= 1:
+    raise ValueError(f"top_k={top_k} must be a fraction in [0, 1]")
+  if top_p is not None and not 0 <= top_p <= 1:
+    raise ValueError(f"top_p={top_p} must be in [0, 1]")
+  scores = jax.lax.stop_gradient(scores.astype(jnp.float32))
+  nk = scores.shape[-1]
+  order = jnp.argsort(-scores, axis=-1, stable=True)
+  ranks = jnp.arange(nk)
+  keep = ranks == 0  # every row keeps its top block
+  if top_k is not None:
+    keep = keep | (ranks < topk_count(nk, top_k))
+  if top_p is not None:
+    ordered = jnp.take_along_axis(scores, order, axis=-1)
+    before = jnp.cumsum(ordered, axis=-1) - ordered  # mass ranked strictly above each entry
+    keep = keep | (before < top_p)
+  keep = jnp.broadcast_to(keep, scores.shape)
+  # Scatter the rank-space decision back to block positions.
+  inverse = jnp.argsort(order, axis=-1)
+  return jnp.take_along_axis(keep, inverse, axis=-1)
+
+
+def rule_params(rule: str, top_k: float, top_p: float) -> dict[str, float | None]:
+  """The `select_blocks` arguments of a named rule ("hybrid", "topk" or "topp")."""
+  if rule not in RULES:
+    raise ValueError(f"unknown mask rule {rule!r}; choose one of {', '.join(RULES)}")
+  return {"top_k": None if rule == "topp" else top_k, "top_p": None if rule == "topk" else top_p}
+
+
+def block_self_similarity(x: jax.Array, block: int) -> jax.Array:
+  """Mean pairwise cosine similarity of the tokens of each block: [B, N, H, D] -> [B, H, nb].
+
+  SpargeAttn v1's reliability check of mean pooling (spec 1.2, option `keep_dissimilar_blocks`);
+  self-pairs are included, so a block of identical directions scores 1.
+  """
+  b, n, h, d = x.shape
+  nb = -(-n // block)
+  unit = x.astype(jnp.float32)
+  unit = unit / jnp.maximum(jnp.linalg.norm(unit, axis=-1, keepdims=True), 1e-6)
+  unit = jnp.pad(unit, ((0, 0), (0, nb * block - n), (0, 0), (0, 0)))
+  sums = unit.reshape(b, nb, block, h, d).sum(axis=2)
+  counts = jnp.minimum(block, n - block * jnp.arange(nb)).astype(jnp.float32)
+  sim = jnp.sum(sums * sums, axis=-1) / (counts ** 2)[None, :, None]
+  return jnp.transpose(sim, (0, 2, 1))
+
+
+def predict_block_mask(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int,
+                       top_k: float = 0.03, top_p: float = 0.2, rule: str = "hybrid",
+                       scale: float | None = None, keep_dissimilar_blocks: bool = False,
+                       similarity_threshold: float = 0.1) -> jax.Array:
+  """SpargeAttention2's block mask [B, H, ceil(Nq / bq), ceil(Nk / bk)] from q, k [B, N, H, D].
+
+  Args:
+    q, k: queries and keys.
+    block_q, block_k: block sizes (paper: 128 and 64).
+    top_k, top_p: the hybrid rule's k (fraction) and p (paper, Wan2.1-1.3B: 0.03 and 0.2).
+    rule: "hybrid" (Eq. 9), "topk" or "topp".
+    scale: logit scale of the pooled softmax (default 1/sqrt(d)).
+    keep_dissimilar_blocks: SpargeAttn v1's option (off in SpargeAttention2): query blocks and
+      key blocks whose self-similarity is below `similarity_threshold` keep every block of
+      their row / column.
+    similarity_threshold: see `keep_dissimilar_blocks`.
+
+  Returns:
+    Boolean block mask (True = computed); no gradient flows through it.
+  """
+  mask = select_blocks(block_scores(q, k, block_q=block_q, block_k=block_k, scale=scale),
+                       **rule_params(rule, top_k, top_p))
+  if keep_dissimilar_blocks:
+    rows = block_self_similarity(q, block_q) < similarity_threshold
+    cols = block_self_similarity(k, block_k) < similarity_threshold
+    mask = mask | rows[..., :, None] | cols[..., None, :]
+  return mask
+
+
+def block_sparsity(mask: jax.Array, seq_q: int | None = None, seq_k: int | None = None,
+                   block_q: int = 1, block_k: int = 1, axis=None) -> jax.Array:
+  """Fraction of skipped attention entries, 1 - mean(mask) weighted by tile area (spec 1.4).
+
+  Args:
+    mask: boolean block mask [..., nq, nk].
+    seq_q, seq_k: token lengths (default: full blocks); partial last blocks weigh less.
+    block_q, block_k: block sizes.
+    axis: axes to average over (None: all, the paper's global figure).
+  """
+  nq, nk = mask.shape[-2:]
+  seq_q = nq * block_q if seq_q is None else seq_q
+  seq_k = nk * block_k if seq_k is None else seq_k
+  rows = jnp.minimum(block_q, seq_q - block_q * jnp.arange(nq)).astype(jnp.float32)
+  cols = jnp.minimum(block_k, seq_k - block_k * jnp.arange(nk)).astype(jnp.float32)
+  area = rows[:, None] * cols[None, :]
+  kept = jnp.sum(mask * area, axis=(-2, -1))
+  density = kept / (seq_q * seq_k)
+  return 1.0 - (jnp.mean(density) if axis is None else jnp.mean(density, axis=axis))
+
+
+def _check_qk(q: jax.Array, k: jax.Array) -> None:
+  if q.ndim != 4 or k.ndim != 4:
+    raise ValueError(f"q and k must be [batch, seq, heads, dim]; got {q.shape} and {k.shape}")
+  if q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+    raise ValueError(f"q {q.shape} and k {k.shape} must share batch, heads and dim")

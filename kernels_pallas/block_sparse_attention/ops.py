@@ -1,0 +1,156 @@
+"""Public block-sparse attention op (SpargeAttention2, arXiv 2602.13515, spec 1.5).
+
+`block_sparse_attention(q, k, v, block_mask, *, block_q, block_k)` computes, for every query
+block i, softmax attention over the key blocks j with `block_mask[b, h, i, j]` True only. Three
+implementations share one contract:
+
+* "pallas": the Pallas kernels of `kernel.py` (visit only kept blocks, online softmax) with a
+  hand-written backward under `jax.custom_vjp`; `interpret` defaults to True on CPU.
+* "xla": gather of the kept key blocks (`xla.py`), fast on CPU, differentiated by autodiff.
+* "reference": dense masked attention (`reference.py`).
+
+Sequences that are not multiples of the block sizes are zero-padded to whole blocks; padded keys
+are masked out and padded query rows dropped, so the result equals the reference on the real
+tokens. The mask is `[B or 1, H or 1, ceil(Nq / bq), ceil(Nk / bk)]` (True = computed); no
+gradient flows to it. A query block that keeps no key block outputs zeros.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kernels_pallas.block_sparse_attention import kernel as kernel_lib
+from kernels_pallas.block_sparse_attention import reference as reference_lib
+from kernels_pallas.block_sparse_attention import xla as xla_lib
+
+IMPLEMENTATIONS = ("pallas", "xla", "reference")
+
+
+class _Static(NamedTuple):
+  block_q: int
+  block_k: int
+  kv_len: int | None
+  scale: float
+  interpret: bool
+  num_warps: int | None
+  num_stages: int
+
+
+def kept_block_lists(block_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Kept-block index lists of a [..., n, m] mask: (lut int32 [..., n, m], cnt int32 [..., n]).
+
+  `lut[..., i, :cnt[..., i]]` are the kept column indices of row i in increasing order; the rest
+  of the row holds the skipped indices (never visited).
+  """
+  lut = jnp.argsort(~block_mask, axis=-1, stable=True).astype(jnp.int32)
+  return lut, jnp.sum(block_mask, axis=-1, dtype=jnp.int32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _pallas_attention(q, k, v, lut, cnt, lut_t, cnt_t, static: _Static):
+  return _pallas_forward(q, k, v, lut, cnt, lut_t, cnt_t, static)[0]
+
+
+def _kernel_args(static: _Static) -> dict:
+  return dict(block_q=static.block_q, block_k=static.block_k, kv_len=static.kv_len,
+              scale=static.scale, interpret=static.interpret, num_warps=static.num_warps,
+              num_stages=static.num_stages)
+
+
+def _pallas_forward(q, k, v, lut, cnt, lut_t, cnt_t, static: _Static):
+  args = _kernel_args(static)
+  del args["block_q"]
+  out, lse = kernel_lib.forward(q, k, v, lut, cnt[..., None], block_q=static.block_q, **args)
+  return out, (q, k, v, out, lse, lut, cnt, lut_t, cnt_t)
+
+
+def _pallas_backward(static: _Static, residuals, do):
+  q, k, v, out, lse, lut, cnt, lut_t, cnt_t = residuals
+  dq, dk, dv = kernel_lib.backward(q, k, v, out, lse, do, lut, cnt[..., None], lut_t,
+                                   cnt_t[..., None], **_kernel_args(static))
+  return dq, dk, dv, None, None, None, None
+
+
+_pallas_attention.defvjp(_pallas_forward, _pallas_backward)
+
+
+def _check(q, k, v, block_mask, block_q, block_k) -> tuple[int, int]:
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError("block_sparse_attention expects q, k, v as [batch, seq, heads, dim]; got "
+                     f"{q.shape}, {k.shape}, {v.shape}")
+  if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+    raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: k and v must match, and share "
+                     "batch, heads and dim with q")
+  if block_q < 1 or block_k < 1:
+    raise ValueError(f"block sizes must be >= 1; got block_q={block_q}, block_k={block_k}")
+  nq, nk = -(-q.shape[1] // block_q), -(-k.shape[1] // block_k)
+  b, h = q.shape[0], q.shape[2]
+  shape = tuple(block_mask.shape)
+  if (len(shape) != 4 or shape[0] not in (1, b) or shape[1] not in (1, h)
+      or shape[2:] != (nq, nk)):
+    raise ValueError(
+        f"block_mask has shape {shape}; expected [{b} or 1, {h} or 1, {nq}, {nk}] = "
+        f"[batch, heads, ceil({q.shape[1]}/{block_q}), ceil({k.shape[1]}/{block_k})]")
+  if block_mask.dtype != jnp.bool_:
+    raise ValueError(f"block_mask must be boolean (True = computed); got {block_mask.dtype}")
+  return nq, nk
+
+
+def _pad_to(x: jax.Array, length: int) -> jax.Array:
+  return x if x.shape[1] == length else jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0),
+                                                    (0, 0)))
+
+
+def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask: jax.Array, *,
+                           block_q: int, block_k: int, scale: float | None = None,
+                           implementation: str = "pallas", interpret: bool | None = None,
+                           max_kept_blocks: int | None = None, num_warps: int | None = None,
+                           num_stages: int = 2) -> jax.Array:
+  """Attention restricted to the kept blocks of `block_mask`.
+
+  Args:
+    q: [batch, seq_q, heads, dim]; k, v: [batch, seq_k, heads, dim].
+    block_mask: bool [batch or 1, heads or 1, ceil(seq_q / block_q), ceil(seq_k / block_k)].
+    block_q, block_k: block sizes of the mask (paper: 128 and 64).
+    scale: logit scale (default 1/sqrt(dim)).
+    implementation: "pallas" (kernel, custom VJP), "xla" (gather) or "reference" (dense).
+    interpret: Pallas interpret mode (default: True on CPU, where it is required).
+    max_kept_blocks: "xla" only: kept blocks gathered per query block. Default: the mask's
+      largest row count when the mask is concrete, else all blocks. A smaller value than a
+      row's count drops that row's surplus blocks.
+    num_warps, num_stages: Triton compiler settings of the Pallas kernels on GPU.
+
+  Returns:
+    [batch, seq_q, heads, dim], q's dtype.
+  """
+  nq, nk = _check(q, k, v, block_mask, block_q, block_k)
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"unknown implementation {implementation!r}; choose one of "
+                     f"{', '.join(IMPLEMENTATIONS)}")
+  scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+  b, seq_q, h, _ = q.shape
+  seq_k = k.shape[1]
+  block_mask = jnp.broadcast_to(block_mask, (b, h, nq, nk))
+  if implementation == "reference":
+    return reference_lib.block_sparse_attention_reference(q, k, v, block_mask, block_q=block_q,
+                                                          block_k=block_k, scale=scale)
+  kv_len = None if seq_k == nk * block_k else seq_k
+  qp, kp, vp = _pad_to(q, nq * block_q), _pad_to(k, nk * block_k), _pad_to(v, nk * block_k)
+  lut, cnt = kept_block_lists(block_mask)
+  if implementation == "xla":
+    if max_kept_blocks is None:
+      max_kept_blocks = nk if isinstance(cnt, jax.core.Tracer) else max(1, int(np.max(cnt)))
+    out = xla_lib.forward(qp, kp, vp, lut, cnt, block_q=block_q, block_k=block_k, kv_len=kv_len,
+                          scale=scale, max_kept=min(int(max_kept_blocks), nk))
+  else:
+    interpret = jax.default_backend() == "cpu" if interpret is None else bool(interpret)
+    lut_t, cnt_t = kept_block_lists(jnp.swapaxes(block_mask, -1, -2))
+    static = _Static(block_q, block_k, kv_len, scale, interpret, num_warps, num_stages)
+    out = _pallas_attention(qp, kp, vp, lut, cnt, lut_t, cnt_t, static)
+  return out[:, :seq_q]
