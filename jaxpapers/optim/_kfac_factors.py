@@ -1,0 +1,232 @@
+"""K-FAC factor collection for linear layers of Flax NNX models (CrispEdit, arXiv 2602.15823).
+
+For each chosen layer `y = a W` (any module mapping `[..., d_in] -> [..., d_out]` linearly, e.g.
+`nnx.Linear` or an MLP projection), on capability batches (spec section 1.3):
+
+  A = (1/N) Σ_t m_t a_t a_tᵀ,   G = (1/N) Σ_t m_t g_t g_tᵀ,   N = Σ_t m_t
+
+where `t` runs over the layer's tokens (every leading position), `m_t` is the batch's token
+mask, and `g_t = ∂ℓ/∂y_t` of the sum-reduced cross-entropy `ℓ = Σ_t m_t CE(logits_t, label_t)`.
+Labels are drawn from the model's own softmax ("sampled": Fisher = Gauss-Newton for softmax CE,
+the default of spec section 5.1) or taken from the batch ("empirical": the authors' code).
+
+How it is captured: on a clone of the model, each chosen layer is wrapped by a tap that records
+its input and adds a zero tensor `δ` to its output; `∂ℓ/∂δ` is the output gradient. Sums are
+taken inside one jitted function over global arrays, so a batch sharded over data devices gives
+the same factors as on one device (XLA sums across shards). Batches are streamed: only the sums
+are kept between batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Hashable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxpapers.optim._kfac_projector import KroneckerFactors
+
+LayerPath = tuple[Hashable, ...]
+LABEL_MODES = ("sampled", "empirical")
+
+_CONTEXTS: list["_TapContext"] = []
+
+
+class _TapContext:
+  """What the taps of one traced forward pass record and read."""
+
+  def __init__(self, deltas: dict[str, jax.Array] | None):
+    self.deltas = deltas or {}
+    self.inputs: dict[str, jax.Array] = {}
+    self.outputs: dict[str, jax.Array] = {}
+
+
+@contextlib.contextmanager
+def _tapping(deltas):
+  ctx = _TapContext(deltas)
+  _CONTEXTS.append(ctx)
+  try:
+    yield ctx
+  finally:
+    _CONTEXTS.pop()
+
+
+class _Tap(nnx.Module):
+  """Wraps a layer: records its input, adds the context's zero perturbation to its output."""
+
+  def __init__(self, layer: nnx.Module, key: str):
+    self.layer = layer
+    self.key = key
+
+  def __call__(self, x, *args, **kwargs):
+    y = self.layer(x, *args, **kwargs)
+    if _CONTEXTS:
+      ctx = _CONTEXTS[-1]
+      ctx.inputs[self.key], ctx.outputs[self.key] = x, y
+      if self.key in ctx.deltas:
+        y = y + ctx.deltas[self.key].astype(y.dtype)
+    return y
+
+
+def path_key(path: LayerPath) -> str:
+  """`("layers", 1, "mlp", "down")` -> `"layers/1/mlp/down"`."""
+  return "/".join(str(p) for p in path)
+
+
+def get_submodule(model: Any, path: LayerPath) -> Any:
+  """The submodule at `path` (attribute names and list indices)."""
+  node = model
+  for part in path:
+    node = node[part] if isinstance(part, int) else getattr(node, part)
+  return node
+
+
+def _set_submodule(model: Any, path: LayerPath, value: Any) -> None:
+  parent = get_submodule(model, path[:-1])
+  if isinstance(path[-1], int):
+    parent[path[-1]] = value
+  else:
+    setattr(parent, path[-1], value)
+
+
+def tapped_clone(model: nnx.Module, layer_paths: Sequence[LayerPath]) -> nnx.Module:
+  """A copy of `model` whose layers at `layer_paths` are wrapped by taps (model is untouched)."""
+  clone = nnx.clone(model)
+  for path in layer_paths:
+    _set_submodule(clone, tuple(path), _Tap(get_submodule(clone, tuple(path)), path_key(path)))
+  return clone
+
+
+def _token_weights(mask: jax.Array | None, lead_shape: tuple[int, ...], key: str) -> jax.Array:
+  if mask is None:
+    return jnp.ones(lead_shape, jnp.float32).reshape(-1)
+  if tuple(mask.shape) != tuple(lead_shape):
+    raise ValueError(f"kfac factors: batch mask of shape {tuple(mask.shape)} does not match the "
+                     f"token axes {tuple(lead_shape)} of layer {key!r}'s input")
+  return mask.astype(jnp.float32).reshape(-1)
+
+
+def _replicated_sum_of_outer(x: jax.Array, w: jax.Array) -> jax.Array:
+  """Σ_t w_t x_t x_tᵀ of `x [tokens, d]`; with token-sharded inputs on an Explicit mesh the
+  (summed) result is asked for replicated."""
+  mesh = jax.sharding.get_abstract_mesh()
+  explicit = not mesh.empty and any(
+      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
+  out_sharding = jax.sharding.PartitionSpec() if explicit else None
+  return jnp.einsum("ti,tj->ij", x * w[:, None], x, out_sharding=out_sharding)
+
+
+def make_factor_step(model: nnx.Module, layer_paths: Sequence[LayerPath],
+                     logits_fn: Callable[[nnx.Module, dict], jax.Array],
+                     label_mode: str = "sampled"):
+  """A jitted `(batch, rng) -> {key: (sum a aᵀ, sum g gᵀ)}, N` for one batch.
+
+  Args:
+    model: the (frozen) model.
+    layer_paths: paths of the linear layers to collect.
+    logits_fn: `(model, batch) -> logits [..., classes]`.
+    label_mode: "sampled" (labels from the model's softmax) or "empirical" (`batch["targets"]`).
+
+  Returns:
+    The step function; factors are the sums divided by N (see `collect_kfac_factors`).
+  """
+  if label_mode not in LABEL_MODES:
+    raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+  paths = [tuple(p) for p in layer_paths]
+  keys = [path_key(p) for p in paths]
+  graphdef, state = nnx.split(tapped_clone(model, paths))
+
+  def forward(deltas, batch):
+    with _tapping(deltas) as ctx:
+      logits = logits_fn(nnx.merge(graphdef, state), batch)
+      return logits, dict(ctx.inputs), dict(ctx.outputs)
+
+  @jax.jit
+  def step(batch, rng):
+    _, _, outputs = jax.eval_shape(forward, None, batch)
+    missing = [k for k in keys if k not in outputs]
+    if missing:
+      raise ValueError(f"kfac factors: layers {missing} were not called by logits_fn")
+    zeros = {k: jnp.zeros(outputs[k].shape, jnp.float32) for k in keys}
+    mask = batch.get("mask")
+
+    def loss_of(deltas):
+      logits, inputs, _ = forward(deltas, batch)
+      logits = logits.astype(jnp.float32)
+      if label_mode == "sampled":
+        labels = jax.random.categorical(rng, jax.lax.stop_gradient(logits))
+      else:
+        labels = batch["targets"]
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      weights = jnp.ones_like(ce) if mask is None else mask.astype(jnp.float32)
+      return jnp.sum(ce * weights), inputs
+
+    grads, inputs = jax.grad(loss_of, has_aux=True)(zeros)
+    sums, count = {}, None
+    for k in keys:
+      a, g = inputs[k].astype(jnp.float32), grads[k]
+      w = _token_weights(mask, a.shape[:-1], k)
+      a2, g2 = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
+      sums[k] = (_replicated_sum_of_outer(a2, w), _replicated_sum_of_outer(g2, w))
+      count = jnp.sum(w)
+    return sums, count
+
+  return step
+
+
+def collect_kfac_factors(model: nnx.Module, layer_paths: Sequence[LayerPath],
+                         batches: Iterable[dict[str, Any]],
+                         logits_fn: Callable[[nnx.Module, dict], jax.Array], *,
+                         label_mode: str = "sampled",
+                         rng: jax.Array | None = None) -> tuple[dict[str, KroneckerFactors], float]:
+  """K-FAC factors of `layer_paths` on capability `batches`, streamed.
+
+  Args:
+    model: the model (not modified).
+    layer_paths: paths to linear layers (e.g. `("layers", 1, "mlp", "down")`).
+    batches: dicts with whatever `logits_fn` reads, plus optional `"mask"` (token weights with
+      the shape of the logits' leading axes) and `"targets"` (empirical labels).
+    logits_fn: `(model, batch) -> logits [..., classes]`.
+    label_mode: "sampled" (default) or "empirical".
+    rng: key for sampled labels (default key 0); batch i uses `fold_in(rng, i)`.
+
+  Returns:
+    ({"a/b/c": KroneckerFactors(A, G)}, N tokens).
+  """
+  step = make_factor_step(model, layer_paths, logits_fn, label_mode)
+  rng = jax.random.key(0) if rng is None else rng
+  totals, count = None, 0.0
+  for i, batch in enumerate(batches):
+    sums, n = step(batch, jax.random.fold_in(rng, i))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    count += float(n)
+  if totals is None or count <= 0:
+    raise ValueError("kfac factors: no batches (or only masked tokens) were given")
+  factors = {k: KroneckerFactors(a / count, g / count) for k, (a, g) in totals.items()}
+  return factors, count
+
+
+def merge_kfac_factors(parts: Sequence[tuple[dict[str, KroneckerFactors], float]]
+                       ) -> tuple[dict[str, KroneckerFactors], float]:
+  """Token-count-weighted average of A's and of G's separately (spec 1.7, sequential editing).
+
+  Args:
+    parts: `(factors, N)` pairs over the same layers.
+
+  Returns:
+    `({k: (Σ N_i A_i / Σ N_i, Σ N_i G_i / Σ N_i)}, Σ N_i)`.
+  """
+  total = float(sum(n for _, n in parts))
+  keys = parts[0][0].keys()
+  merged = {k: KroneckerFactors(sum(n * f[k].a for f, n in parts) / total,
+                                sum(n * f[k].g for f, n in parts) / total) for k in keys}
+  return merged, total
+
+
+def as_numpy(factors: dict[str, KroneckerFactors]) -> dict[str, KroneckerFactors]:
+  """Host copies of the factors (e.g. to save or compare)."""
+  return {k: KroneckerFactors(np.asarray(f.a), np.asarray(f.g)) for k, f in factors.items()}

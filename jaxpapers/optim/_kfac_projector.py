@@ -1,0 +1,226 @@
+"""K-FAC low-curvature projection as an Optax transform (CrispEdit, arXiv 2602.15823).
+
+For a Dense layer `y = a W` (Flax layout, `W` is `[d_in, d_out]`) K-FAC approximates the
+Gauss-Newton curvature of the capability loss by `A ⊗ G` (spec section 1.3), with
+`A = E[a aᵀ]` (`[d_in, d_in]`, layer inputs) and `G = E[g gᵀ]` (`[d_out, d_out]`, output
+gradients). Its quadratic form is `q(ΔW) = tr(ΔWᵀ A ΔW G)`.
+
+Energy rule (spec section 1.4). With `A = U_A diag(λ_A) U_Aᵀ` and `G = U_G diag(λ_G) U_Gᵀ`, the
+Kronecker eigenvalues are the products `M_ij = λ_A[i] λ_G[j]`. They are removed in decreasing
+order until the removed ones hold at least `energy` of `Σ M_ij`, and removing one fewer would
+not (`r* = 1 + searchsorted(cumsum(sorted M) / Σ M, energy)`). The kept set is a mask `K`.
+
+Matrix-free projector (spec section 1.5)::
+
+  P(ΔW) = U_A [(U_Aᵀ ΔW U_G) ⊙ K] U_Gᵀ
+
+an orthogonal projector under the Frobenius inner product, never forming the
+`(d_in d_out)²` matrix. Every kept direction has curvature at most the threshold `m_(r*)`, so
+`q(P ΔW) ≤ m_(r*) ‖P ΔW‖²_F` (the γ-approximate null space of spec section 1.2).
+
+With `g_identity=True` the output factor is replaced by the identity: the projector keeps the
+low-energy eigen-directions of `A` only (AlphaEdit / Adam-NSCL null space, spec section 3),
+`P(ΔW) = U_A [(U_Aᵀ ΔW) ⊙ k] ` with a row mask `k`.
+
+Example::
+
+  factors = {"w2": KroneckerFactors(a, g), "b2": None}
+  tx = kfac_projector(factors, energy=0.9, project="both", inner=optax.adam(1e-3))
+  state = tx.init(params)            # eigendecomposes A and G once
+  updates, state = tx.update(grads, state, params)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+PROJECT_MODES = ("gradient", "update", "both")
+
+
+class KroneckerFactors(NamedTuple):
+  """K-FAC factors of one Dense layer `y = a W`, `W: [d_in, d_out]`.
+
+  Attributes:
+    a: input second moment `E[a aᵀ]`, `[d_in, d_in]` (uncentered).
+    g: output-gradient second moment `E[g gᵀ]`, `[d_out, d_out]`.
+  """
+
+  a: jax.Array
+  g: jax.Array
+
+
+class KroneckerEigenbasis(NamedTuple):
+  """The eigenbases and kept-direction mask of one layer's projector.
+
+  Attributes:
+    u_a: eigenvectors of `A`, `[d_in, d_in]` (columns).
+    u_g: eigenvectors of `G`, `[d_out, d_out]`, or None for the A-only projector.
+    keep: float mask of kept directions: `[d_in, d_out]` over Kronecker eigen-pairs, or
+      `[d_in, 1]` (A eigen-directions) for the A-only projector.
+    threshold: the smallest removed eigenvalue (product); kept ones are at most this.
+    num_removed: number of removed directions (Kronecker pairs, or A directions x d_out).
+  """
+
+  u_a: jax.Array
+  u_g: jax.Array | None
+  keep: jax.Array
+  threshold: jax.Array
+  num_removed: jax.Array
+
+
+class KfacProjectorState(NamedTuple):
+  """State of :func:`kfac_projector`: per-leaf eigenbases (None: pass-through) and `inner`'s state."""
+
+  bases: Any
+  inner_state: optax.OptState
+
+
+def _is_factor_leaf(x: Any) -> bool:
+  return x is None or isinstance(x, (KroneckerFactors, KroneckerEigenbasis))
+
+
+def _removed_count(descending: jax.Array, energy: float) -> jax.Array:
+  """Smallest r with (sum of the r largest) >= energy * total (0 when energy or total is 0)."""
+  total = jnp.sum(descending)
+  fraction = jnp.cumsum(descending) / jnp.where(total > 0, total, 1.0)
+  count = jnp.searchsorted(fraction, jnp.float32(energy), side="left") + 1
+  count = jnp.minimum(count, descending.size)
+  return jnp.where((energy <= 0) | (total <= 0), 0, count)
+
+
+def energy_mask(eig_a: jax.Array, eig_g: jax.Array, energy: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The kept-pair mask of the energy rule on `λ_A[i] λ_G[j]` (spec section 1.4).
+
+  Ties are broken by sort order, so exactly `r*` pairs are removed.
+
+  Args:
+    eig_a: eigenvalues of A, `[d_in]` (negative round-off is clipped to 0).
+    eig_g: eigenvalues of G, `[d_out]`.
+    energy: fraction τ in [0, 1] of the curvature trace to remove.
+
+  Returns:
+    (keep float32 `[d_in, d_out]`, threshold `m_(r*)` (0 when nothing is removed), r*).
+  """
+  products = (jnp.maximum(eig_a, 0.0)[:, None] * jnp.maximum(eig_g, 0.0)[None, :]).ravel()
+  order = jnp.argsort(-products)
+  descending = products[order]
+  removed = _removed_count(descending, energy)
+  rank = jnp.zeros(products.size, jnp.int32).at[order].set(jnp.arange(products.size, dtype=jnp.int32))
+  keep = (rank >= removed).astype(jnp.float32).reshape(eig_a.size, eig_g.size)
+  threshold = jnp.where(removed > 0, descending[jnp.maximum(removed - 1, 0)], 0.0)
+  return keep, threshold, removed
+
+
+def kfac_eigenbasis(factors: KroneckerFactors, energy: float = 0.9,
+                    g_identity: bool = False) -> KroneckerEigenbasis:
+  """Eigendecomposes one layer's factors and applies the energy rule.
+
+  Args:
+    factors: `A [d_in, d_in]` and `G [d_out, d_out]`, symmetric PSD.
+    energy: fraction τ of the curvature trace held by the removed directions.
+    g_identity: replace G by the identity (A-only null space; removes whole A directions).
+
+  Returns:
+    The layer's eigenbasis and mask.
+  """
+  a, g = jnp.asarray(factors.a, jnp.float32), jnp.asarray(factors.g, jnp.float32)
+  if a.ndim != 2 or a.shape[0] != a.shape[1] or g.ndim != 2 or g.shape[0] != g.shape[1]:
+    raise ValueError(f"KroneckerFactors need square a and g, got a{a.shape} and g{g.shape}")
+  if not 0.0 <= energy <= 1.0:
+    raise ValueError(f"energy must be in [0, 1], got {energy}")
+  eig_a, u_a = jnp.linalg.eigh(a)
+  if g_identity:
+    eig_a = jnp.maximum(eig_a, 0.0)
+    order = jnp.argsort(-eig_a)
+    removed = _removed_count(eig_a[order], energy)
+    rank = jnp.zeros(eig_a.size, jnp.int32).at[order].set(jnp.arange(eig_a.size, dtype=jnp.int32))
+    keep = (rank >= removed).astype(jnp.float32)[:, None]
+    threshold = jnp.where(removed > 0, eig_a[order][jnp.maximum(removed - 1, 0)], 0.0)
+    return KroneckerEigenbasis(u_a, None, keep, threshold, removed * g.shape[0])
+  eig_g, u_g = jnp.linalg.eigh(g)
+  keep, threshold, removed = energy_mask(eig_a, eig_g, energy)
+  return KroneckerEigenbasis(u_a, u_g, keep, threshold, removed)
+
+
+def kfac_project(delta: jax.Array, basis: KroneckerEigenbasis) -> jax.Array:
+  """`P(ΔW) = U_A [(U_Aᵀ ΔW U_G) ⊙ K] U_Gᵀ`, matrix-free (spec section 1.5).
+
+  Args:
+    delta: `[d_in, d_out]`, or any shape `[d_in, ...]` whose trailing axes flatten to d_out.
+    basis: from :func:`kfac_eigenbasis`.
+
+  Returns:
+    The projection, same shape and dtype as `delta`.
+  """
+  d_in = basis.u_a.shape[0]
+  if delta.ndim < 2 or delta.shape[0] != d_in or (
+      basis.u_g is not None and delta.size != d_in * basis.u_g.shape[0]):
+    d_out = "any" if basis.u_g is None else basis.u_g.shape[0]
+    raise ValueError(f"kfac_project: update of shape {delta.shape} does not fit factors for "
+                     f"W [d_in={d_in}, d_out={d_out}] (Flax layout y = a W; a torch-layout "
+                     "[d_out, d_in] weight needs the factors swapped)")
+  x = delta.reshape(d_in, -1).astype(jnp.float32)
+  rotated = basis.u_a.T @ x
+  if basis.u_g is None:
+    out = basis.u_a @ (rotated * basis.keep)
+  else:
+    out = basis.u_a @ (((rotated @ basis.u_g) * basis.keep) @ basis.u_g.T)
+  return out.reshape(delta.shape).astype(delta.dtype)
+
+
+def _project_tree(updates: Any, bases: Any) -> Any:
+  return jax.tree.map(lambda b, u: u if b is None else kfac_project(u, b), bases, updates,
+                      is_leaf=_is_factor_leaf)
+
+
+def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
+                   g_identity: bool = False,
+                   inner: optax.GradientTransformation | None = None) -> optax.GradientTransformation:
+  """Projects updates onto each layer's K-FAC low-curvature subspace (CrispEdit).
+
+  Args:
+    factors: a pytree with the structure of the params, whose leaves are
+      :class:`KroneckerFactors` (projected leaves, shape `[d_in, d_out]`) or None (passed
+      through unchanged).
+    energy: fraction τ of each layer's curvature trace removed (energy rule, spec 1.4).
+    project: where the projection acts relative to `inner`: "gradient" (before it, the
+      authors' ProjectedAdam), "update" (after it: the applied step stays in the subspace), or
+      "both". With `inner=None` the three coincide (P is idempotent): the transform projects
+      its input, so it can be placed anywhere in an `optax.chain`.
+    g_identity: use G = I (A-only / AlphaEdit-style null space).
+    inner: the optimizer wrapped by the projection (e.g. `optax.adam(lr)`); default identity.
+
+  Returns:
+    An `optax.GradientTransformation`; `init` eigendecomposes every factor pair once and keeps
+    the eigenbases in the state (`KfacProjectorState`).
+  """
+  if project not in PROJECT_MODES:
+    raise ValueError(f"project must be one of {PROJECT_MODES}, got {project!r}")
+  inner = optax.identity() if inner is None else inner
+  before, after = project in ("gradient", "both"), project in ("update", "both")
+
+  def init_fn(params):
+    def basis(f, p):
+      if f is None:
+        return None
+      d_in, d_out = f.a.shape[0], f.g.shape[0]
+      if p.ndim < 2 or p.shape[0] != d_in or p.size != d_in * d_out:
+        raise ValueError(f"kfac_projector: parameter of shape {p.shape} does not fit factors for "
+                         f"W [d_in={d_in}, d_out={d_out}] (Flax layout y = a W)")
+      return kfac_eigenbasis(f, energy, g_identity)
+    bases = jax.tree.map(basis, factors, params, is_leaf=_is_factor_leaf)
+    return KfacProjectorState(bases, inner.init(params))
+
+  def update_fn(updates, state, params=None):
+    if before:
+      updates = _project_tree(updates, state.bases)
+    updates, inner_state = inner.update(updates, state.inner_state, params)
+    if after:
+      updates = _project_tree(updates, state.bases)
+    return updates, KfacProjectorState(state.bases, inner_state)
+
+  return optax.GradientTransformation(init_fn, update_fn)
