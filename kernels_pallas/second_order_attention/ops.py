@@ -1,0 +1,126 @@
+"""Public op: 2Mamba second-order attention with a custom VJP (arXiv 2602.17363, spec 1.3-1.8).
+
+`second_order_attention(q, k, v, log_decay)` computes, per batch and head,
+
+  `o_i = sum_{j<=i} w_ij v_j / max(sum_{j<=i} w_ij, eps)`,
+  `w_ij = (q_i . k_j * scale)^2 exp(Acs_i - Acs_j)`,  `Acs = cumsum(log_decay)`,
+
+and `exp_decay_attention` the 2Mamba-E variant `w_ij = exp(q_i . k_j * scale + Acs_i - Acs_j)`
+(spec 1.6). The Pallas path is a `jax.custom_vjp` whose backward runs the kernels of kernel.py
+(gradients of spec 1.7); the gradient of `log_decay` is the reverse cumulative sum of the `Acs`
+gradient, left to autodiff of the cumsum. `implementation="xla"` runs the dense reference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from kernels_pallas.second_order_attention import kernel as kernel_lib
+from kernels_pallas.second_order_attention import reference
+
+DEFAULT_BLOCK = 128
+
+
+def _pick_block(requested: int | None, seq: int, name: str) -> int:
+  block = min(DEFAULT_BLOCK, seq) if requested is None else requested
+  if block < 1 or seq % block:
+    raise ValueError(f"{name}={block} must be >= 1 and divide the sequence length {seq}; pass "
+                     f"{name} explicitly (a divisor of {seq})")
+  return block
+
+
+def _check(q, k, v, log_decay) -> None:
+  if q.ndim != 4 or q.shape != k.shape or q.shape != v.shape:
+    raise ValueError("q, k, v must share the shape [batch, seq, heads, dim]; got "
+                     f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+  if log_decay.shape != q.shape[:3]:
+    raise ValueError(f"log_decay must be [batch, seq, heads] = {tuple(q.shape[:3])}; got "
+                     f"{tuple(log_decay.shape)}")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7, 8, 9))
+def _attention(q, k, v, acs, variant, scale, eps, block_q, block_k, interpret):
+  o, _ = kernel_lib.forward(q, k, v, acs, variant=variant, scale=scale, eps=eps,
+                            block_q=block_q, block_k=block_k, interpret=interpret)
+  return o
+
+
+def _attention_fwd(q, k, v, acs, variant, scale, eps, block_q, block_k, interpret):
+  o, res = kernel_lib.forward(q, k, v, acs, variant=variant, scale=scale, eps=eps,
+                              block_q=block_q, block_k=block_k, interpret=interpret)
+  return o, (q, k, v, acs, o, res)
+
+
+def _attention_bwd(variant, scale, eps, block_q, block_k, interpret, saved, do):
+  q, k, v, acs, o, res = saved
+  # delta_i = dO_i . O_i, [batch, heads, seq] fp32.
+  delta = jnp.swapaxes(jnp.sum(do.astype(jnp.float32) * o.astype(jnp.float32), -1), 1, 2)
+  if variant == "square":
+    clamped = res <= eps
+    row_a = 1.0 / jnp.maximum(res, eps)
+    row_b = jnp.where(clamped, 0.0, delta * row_a)
+    dacs_row = jnp.where(clamped, delta, 0.0)  # sum_j w_ij dw_ij: 0 unless r_i was clamped
+  else:
+    row_a, row_b, dacs_row = res, delta, 0.0  # softmax rows: sum_j dS_ij = 0 exactly
+  dq, dk, dv, dacs = kernel_lib.backward(q, k, v, do.astype(q.dtype), acs, row_a, row_b,
+                                         variant=variant, scale=scale, block_q=block_q,
+                                         block_k=block_k, interpret=interpret)
+  return dq, dk, dv, dacs + dacs_row
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array, *,
+                           variant: str = "square", scale: float | None = None,
+                           eps: float = reference.DEFAULT_EPS, block_q: int | None = None,
+                           block_k: int | None = None, implementation: str = "pallas",
+                           interpret: bool | None = None) -> jax.Array:
+  """Causal 2Mamba attention with a data-dependent decay (spec 1.3; 1.6 with variant="exp").
+
+  Args:
+    q, k, v: `[batch, seq, heads, dim]` (fp32 or bf16; accumulation is fp32).
+    log_decay: `A_t <= 0`, `[batch, seq, heads]`; its cumulative sum is taken in fp32.
+    variant: "square" (`(q.k * scale)^2` weights, 2Mamba) or "exp" (2Mamba-E).
+    scale: score scale, default `1/sqrt(dim)`.
+    eps: clamp of the squared variant's denominator (spec 1.8).
+    block_q, block_k: kernel tiles (default min(128, seq)); must divide seq.
+    implementation: "pallas" (the flash-style kernel) or "xla" (dense reference).
+    interpret: run the Pallas interpreter; default True on CPU.
+
+  Returns:
+    `[batch, seq, heads, dim]`, dtype of q.
+
+  Raises:
+    ValueError: shapes, variant, implementation or tiles are invalid.
+
+  References:
+    Mongaras and Larson, "2Mamba2Furious: Linear in Complexity, Competitive in Accuracy",
+    arXiv:2602.17363, 2026.
+  """
+  _check(q, k, v, log_decay)
+  if variant not in kernel_lib.VARIANTS:
+    raise ValueError(f"variant must be one of {kernel_lib.VARIANTS}; got {variant!r}")
+  scale = float(q.shape[-1] ** -0.5 if scale is None else scale)
+  if implementation == "xla":
+    if variant == "square":
+      return reference.squared_attention(q, k, v, log_decay, scale=scale, eps=eps)
+    return reference.exp_attention(q, k, v, log_decay, scale=scale)
+  if implementation != "pallas":
+    raise ValueError(f"implementation must be 'pallas' or 'xla'; got {implementation!r}")
+  seq = q.shape[1]
+  block_q = _pick_block(block_q, seq, "block_q")
+  block_k = _pick_block(block_k, seq, "block_k")
+  if interpret is None:
+    interpret = jax.default_backend() == "cpu"
+  acs = jnp.swapaxes(jnp.cumsum(log_decay.astype(jnp.float32), axis=1), 1, 2)
+  return _attention(q, k, v, acs, variant, scale, float(eps), block_q, block_k, bool(interpret))
+
+
+def exp_decay_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array,
+                        **kwargs) -> jax.Array:
+  """2Mamba-E (spec 1.6): `second_order_attention(..., variant="exp")`."""
+  return second_order_attention(q, k, v, log_decay, variant="exp", **kwargs)
