@@ -10,3 +10,12 @@ from jaxpapers.nn.moe import MoE
 from jaxpapers.nn.moe import RouterState
 from jaxpapers.nn.moe import SwiGLU
 from jaxpapers.nn.moe import auxiliary_balance_loss
+from jaxpapers.nn.mixers import Mixer
+from jaxpapers.nn.mixers import MixerCache
+from jaxpapers.nn.mixers import MixerConfig
+from jaxpapers.nn.second_order import DecodeState
+from jaxpapers.nn.second_order import chunked_attention
+from jaxpapers.nn.second_order import decode_step
+from jaxpapers.nn.second_order import feature_map
+from jaxpapers.nn.second_order import init_decode_state
+from jaxpapers.nn.second_order import recurrent_attention

@@ -1,0 +1,89 @@
+"""second_order_attention (arXiv 2602.17363): Pallas kernels (interpret mode) against the dense
+reference, forward and custom-VJP gradients for q, k, v and the decay (spec 4.2 item 2)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kernels_pallas
+from kernels_pallas.second_order_attention import reference
+
+
+def _inputs(n, heads=2, dim=16, seed=0, q_scale=1.0):
+  ks = jax.random.split(jax.random.key(seed), 4)
+  q, k, v = (jax.random.normal(ks[i], (1, n, heads, dim)) for i in range(3))
+  log_decay = -jax.nn.softplus(jax.random.normal(ks[3], (1, n, heads)) - 1.0)
+  return q * q_scale, k, v, log_decay
+
+
+def _reference(variant):
+  if variant == "square":
+    return reference.squared_attention
+  return reference.exp_attention
+
+
+@pytest.mark.parametrize("variant", ["square", "exp"])
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 16)])
+def test_forward_matches_reference(variant, blocks):
+  q, k, v, a = _inputs(64)
+  out = kernels_pallas.second_order_attention(q, k, v, a, variant=variant, block_q=blocks[0],
+                                              block_k=blocks[1])
+  np.testing.assert_allclose(out, _reference(variant)(q, k, v, a), atol=2e-5, rtol=1e-5)
+
+
+@functools.cache
+def _grad_fns(variant, block):
+  def loss(fn, q, k, v, a):
+    out = fn(q, k, v, a)
+    return jnp.sum(jnp.sin(out) * jnp.arange(out.shape[-1]))
+  kernel = functools.partial(kernels_pallas.second_order_attention, variant=variant,
+                             block_q=block, block_k=block)
+  grad = lambda fn: jax.jit(jax.grad(functools.partial(loss, fn), argnums=(0, 1, 2, 3)))
+  return grad(kernel), grad(_reference(variant))
+
+
+@pytest.mark.parametrize("variant", ["square", "exp"])
+def test_gradients_match_autodiff_of_reference(variant):
+  q, k, v, a = _inputs(128, heads=1)  # spec 4.2: N = 128, d = 16, block 32
+  kernel_grads, ref_grads = _grad_fns(variant, 32)
+  for name, got, want in zip("qkvA", kernel_grads(q, k, v, a), ref_grads(q, k, v, a)):
+    scale = float(jnp.max(jnp.abs(want)))
+    np.testing.assert_allclose(got / scale, want / scale, atol=2e-5, err_msg=f"d{name}")
+
+
+def test_clamped_denominator_gradients_are_exact():
+  # q ~ 1e-4 makes every row sum r_i ~ 1e-8 < eps: the op is then num / eps, whose gradient
+  # keeps a row term in dAcs that the unclamped formula (spec 1.7) drops.
+  q, k, v, a = _inputs(32, heads=1, dim=16, seed=3, q_scale=1e-4)
+  kernel_grads, ref_grads = _grad_fns("square", 16)
+  assert float(jnp.max(jnp.sum(reference.squared_weights(q, k, a), -1))) < 1e-6
+  for name, got, want in zip("qkvA", kernel_grads(q, k, v, a), ref_grads(q, k, v, a)):
+    scale = float(jnp.max(jnp.abs(want)))
+    assert scale > 0
+    np.testing.assert_allclose(got / scale, want / scale, atol=1e-5, err_msg=f"d{name}")
+
+
+def test_strong_decay_stays_finite():
+  # Acs reaches -2,000: differences of cumulative sums must not overflow or give NaN.
+  q, k, v, _ = _inputs(32, heads=1)
+  a = jnp.full((1, 32, 1), -60.0)
+  for variant in ("square", "exp"):
+    out = kernels_pallas.second_order_attention(q, k, v, a, variant=variant, block_q=16,
+                                                block_k=16)
+    want = _reference(variant)(q, k, v, a)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    # exp(-60) ~ 1e-26: each token attends (almost) only to itself.
+    np.testing.assert_allclose(out, v if variant == "square" else want, atol=1e-5)
+
+
+def test_bad_inputs_raise_one_clear_error():
+  q, k, v, a = _inputs(32, heads=1)
+  with pytest.raises(ValueError, match="log_decay must be"):
+    kernels_pallas.second_order_attention(q, k, v, a[:, :16])
+  with pytest.raises(ValueError, match="divide the sequence length"):
+    kernels_pallas.second_order_attention(q, k, v, a, block_q=24)
+  with pytest.raises(ValueError, match="variant"):
+    kernels_pallas.second_order_attention(q, k, v, a, variant="cube")
