@@ -10,12 +10,14 @@ from jaxpapers.core.errors import UsageError
 EXPERIMENTS = {
     "modular_addition": "experiments.modular_addition.run:EXPERIMENT",
     "trinity": "experiments.trinity.run:EXPERIMENT",
+    "sparge_attention2": "experiments.sparge_attention2.run:EXPERIMENT",
 }
 
 BENCHMARKS = {
     "trainer": "experiments.modular_addition.bench:bench_trainer",
     "modular_addition": "experiments.modular_addition.bench_torch:bench_modular_addition",
     "trinity": "experiments.trinity.bench:bench_trinity",
+    "sparge_attention2": "experiments.sparge_attention2.bench:bench_sparge_attention2",
 }
 
 

@@ -168,3 +168,17 @@ def _check_qk(q: jax.Array, k: jax.Array) -> None:
     raise ValueError(f"q and k must be [batch, seq, heads, dim]; got {q.shape} and {k.shape}")
   if q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
     raise ValueError(f"q {q.shape} and k {k.shape} must share batch, heads and dim")
+
+
+def sparge_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, block_q: int, block_k: int,
+                     top_k: float = 0.03, top_p: float = 0.2, rule: str = "hybrid",
+                     implementation: str = "pallas", interpret: bool | None = None,
+                     max_kept_blocks: int | None = None) -> jax.Array:
+  """SpargeAttention2's sparse attention (Alg. 1): predict the block mask from q, k, then run
+  block-sparse attention over the kept blocks. Layout [batch, seq, heads, dim]."""
+  from kernels_pallas.block_sparse_attention import ops  # pylint: disable=g-import-not-at-top
+  mask = predict_block_mask(q, k, block_q=block_q, block_k=block_k, top_k=top_k, top_p=top_p,
+                            rule=rule)
+  return ops.block_sparse_attention(q, k, v, mask, block_q=block_q, block_k=block_k,
+                                    implementation=implementation, interpret=interpret,
+                                    max_kept_blocks=max_kept_blocks)
