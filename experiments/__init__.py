@@ -11,6 +11,7 @@ EXPERIMENTS = {
     "modular_addition": "experiments.modular_addition.run:EXPERIMENT",
     "trinity": "experiments.trinity.run:EXPERIMENT",
     "sparge_attention2": "experiments.sparge_attention2.run:EXPERIMENT",
+    "games": "experiments.games.run:EXPERIMENT",
 }
 
 BENCHMARKS = {
@@ -18,6 +19,7 @@ BENCHMARKS = {
     "modular_addition": "experiments.modular_addition.bench_torch:bench_modular_addition",
     "trinity": "experiments.trinity.bench:bench_trinity",
     "sparge_attention2": "experiments.sparge_attention2.bench:bench_sparge_attention2",
+    "games": "experiments.games.bench:bench_games",
 }
 
 
