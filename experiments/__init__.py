@@ -11,6 +11,8 @@ EXPERIMENTS = {
     "modular_addition": "experiments.modular_addition.run:EXPERIMENT",
     "trinity": "experiments.trinity.run:EXPERIMENT",
     "sparge_attention2": "experiments.sparge_attention2.run:EXPERIMENT",
+    "crispedit": "experiments.crispedit.run:EXPERIMENT",
+    "two_mamba": "experiments.two_mamba.run:EXPERIMENT",
     "games": "experiments.games.run:EXPERIMENT",
 }
 
@@ -19,6 +21,8 @@ BENCHMARKS = {
     "modular_addition": "experiments.modular_addition.bench_torch:bench_modular_addition",
     "trinity": "experiments.trinity.bench:bench_trinity",
     "sparge_attention2": "experiments.sparge_attention2.bench:bench_sparge_attention2",
+    "crispedit": "experiments.crispedit.bench:bench_crispedit",
+    "two_mamba": "experiments.two_mamba.bench:bench_two_mamba",
     "games": "experiments.games.bench:bench_games",
 }
 

@@ -45,7 +45,8 @@ class MixerConfig:
     kind: one of KINDS.
     num_heads, head_dim: heads H and their width d.
     conv_size: causal depthwise conv window on QKV (0 or 1: no conv).
-    decay_bias: add a bias to the decay projection (`A = -softplus(h W_A + b_A)`).
+    decay_bias: add a bias to the decay projection (`A = -softplus(h W_A + b_A)`), initialised
+      like Mamba's dt bias so that `softplus(b_A)` is log-uniform in [1e-3, 1e-1] (slow decay).
     value_discretization: multiply V by `dt = softplus(h W_dt)`; None = only for "mamba2s".
     rope: rotary embedding on q, k; None = only for "softmax".
     implementation: "xla" (dense quadratic), "pallas" (the flash-style kernel; 2mamba and the
@@ -135,7 +136,12 @@ class Mixer(nnx.Module):
       self.conv_kernel = nnx.Param(identity)
       self.conv_bias = nnx.Param(jnp.zeros((width,), jnp.float32))
     self.w_decay = nnx.Param(init(rngs.params(), (d_model, h), jnp.float32))
-    self.b_decay = nnx.Param(jnp.zeros((h,), jnp.float32)) if config.decay_bias else None
+    b_decay = None
+    if config.decay_bias:  # Mamba's dt init: softplus(b) log-uniform in [1e-3, 1e-1] (spec 1.1)
+      rate = jnp.exp(jax.random.uniform(rngs.params(), (h,), jnp.float32, jnp.log(1e-3),
+                                        jnp.log(1e-1)))
+      b_decay = nnx.Param(rate + jnp.log(-jnp.expm1(-rate)))  # inverse softplus
+    self.b_decay = b_decay
     self.w_dt = nnx.Param(init(rngs.params(), (d_model, h), jnp.float32)) if config.uses_dt else None
     self.out_norm = RMSNorm(h * d) if config.kind == "mamba2s" else None
     self.out = nnx.Param(init(rngs.params(), (h * d, d_model), jnp.float32))
@@ -152,11 +158,15 @@ class Mixer(nnx.Module):
     return -jax.nn.softplus(z)
 
   def _conv(self, u, history):
-    """Causal depthwise conv of u `[b, t, c]` after `history` `[b, K-1, c]` (pre-conv rows)."""
+    """Causal depthwise conv of u `[b, t, c]` after `history` `[b, K-1, c]` (pre-conv rows, or
+    None for zeros)."""
     if self.config.conv_size <= 1:
       return u
     size = self.config.conv_size
-    padded = jnp.concatenate([history.astype(u.dtype), u], axis=1)
+    if history is None:  # start of a sequence: zero history (pad keeps u's sharding)
+      padded = jnp.pad(u, ((0, 0), (size - 1, 0), (0, 0)))
+    else:
+      padded = jnp.concatenate([history.astype(u.dtype), u], axis=1)
     kernel = self.conv_kernel[...]
     t = u.shape[1]
     out = sum(padded[:, m:m + t] * kernel[m] for m in range(size))
@@ -186,10 +196,8 @@ class Mixer(nnx.Module):
     if x.ndim != 3 or x.shape[-1] != self.d_model:
       raise ValueError(f"Mixer expects [batch, seq, {self.d_model}]; got {tuple(x.shape)}")
     cfg = self.config
-    b, t, _ = x.shape
-    history = jnp.zeros((b, max(cfg.conv_size - 1, 0), 3 * cfg.num_heads * cfg.head_dim), x.dtype)
-    positions = jnp.broadcast_to(jnp.arange(t), (b, t))
-    q, k, v, a = self._project(x, history, positions)
+    positions = jnp.arange(x.shape[1])[None]
+    q, k, v, a = self._project(x, None, positions)
     if cfg.kind == "mamba2s":
       if cfg.implementation == "chunked":
         y, _ = second_order.chunked_attention(q, k, v, a, chunk=cfg.chunk, variant="linear")

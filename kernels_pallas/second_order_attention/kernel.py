@@ -40,10 +40,10 @@ def _dot(a, b, trans_a: bool = False, trans_b: bool = False):
 
 def _exponent(acs_q, acs_k, start_q, start_k, block_q, block_k):
   """`Acs_i - Acs_j` of a tile, clamped at 0 and set to -inf above the diagonal."""
-  rows = start_q * block_q + lax.broadcasted_iota(jnp.int32, (block_q, block_k), 0)
-  cols = start_k * block_k + lax.broadcasted_iota(jnp.int32, (block_q, block_k), 1)
+  rows = start_q * block_q + jnp.arange(block_q)
+  cols = start_k * block_k + jnp.arange(block_k)
   diff = jnp.minimum(acs_q[:, None] - acs_k[None, :], 0.0)
-  return jnp.where(rows >= cols, diff, -jnp.inf)
+  return jnp.where(rows[:, None] >= cols[None, :], diff, -jnp.inf)
 
 
 def _causal_upper(start_q, block_q: int, block_k: int):

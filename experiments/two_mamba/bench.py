@@ -1,0 +1,121 @@
+"""`jaxpapers bench two_mamba`: CPU scaling of the 2Mamba forms and decode cost (arXiv 2602.17363).
+
+1. Forward time of the squared attention for N in {1k, 2k, 4k, 8k, 16k} (B = 1, H = 2, d = 16):
+   quadratic (XLA; queries in blocks of 512 against all keys, so memory stays O(N)), chunked
+   (spec 1.5, chunk 64) and recurrent (spec 1.4, token scan).
+2. Decode, per token (H = 4, d = 64): the 2Mamba recurrent step (constant state) against a
+   KV-cache softmax-with-decay step at contexts 1k-16k; bytes of each cache.
+
+The GPU benchmark (spec 4.3) is a separate prepared script, `gpu_bench.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers.nn import second_order
+from jaxpapers.nn.mixers import MixerCache, kv_cache_decode_step
+
+SEQ_LENS = (1024, 2048, 4096, 8192, 16384)
+QUERY_BLOCK = 512
+
+
+def _time(fn, *args, repeats: int = 3) -> float:
+  """Median seconds of `repeats` calls after one compile-and-run call."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+@jax.jit
+def quadratic_blocked(q, k, v, log_decay):
+  """Dense squared attention computed one block of queries at a time (O(N^2) time, O(N) memory)."""
+  b, n, h, d = q.shape
+  acs = jnp.cumsum(log_decay, axis=1)
+  scale = d ** -0.5
+  blocks = n // QUERY_BLOCK
+
+  def block(i):
+    rows = i * QUERY_BLOCK + jnp.arange(QUERY_BLOCK)
+    qi = jax.lax.dynamic_slice_in_dim(q, i * QUERY_BLOCK, QUERY_BLOCK, 1)
+    ai = jax.lax.dynamic_slice_in_dim(acs, i * QUERY_BLOCK, QUERY_BLOCK, 1)
+    s = jnp.einsum("bqhd,bkhd->bhqk", qi, k) * scale
+    expo = jnp.swapaxes(ai, 1, 2)[..., :, None] - jnp.swapaxes(acs, 1, 2)[..., None, :]
+    causal = rows[:, None] >= jnp.arange(n)[None, :]
+    w = s * s * jnp.exp(jnp.where(causal, jnp.minimum(expo, 0.0), -jnp.inf))
+    num = jnp.einsum("bhqk,bkhd->bqhd", w, v)
+    return num / jnp.maximum(jnp.swapaxes(jnp.sum(w, -1), 1, 2), 1e-6)[..., None]
+
+  out = jax.lax.map(block, jnp.arange(blocks))  # [blocks, b, Q, h, d]
+  return jnp.moveaxis(out, 0, 1).reshape(b, n, h, d)
+
+
+def bench_forms(seq_lens=SEQ_LENS, heads: int = 2, dim: int = 16, chunk: int = 64,
+                recurrent_max: int = 16384) -> list[dict]:
+  chunked = jax.jit(lambda *a: second_order.chunked_attention(*a, chunk=chunk)[0])
+  recurrent = jax.jit(lambda *a: second_order.recurrent_attention(*a)[0])
+  rows = []
+  for n in seq_lens:
+    ks = jax.random.split(jax.random.key(n), 4)
+    q, k, v = (jax.random.normal(ks[i], (1, n, heads, dim)) for i in range(3))
+    a = -jax.nn.softplus(jax.random.normal(ks[3], (1, n, heads)))
+    row = {"seq": n, "quadratic_s": _time(quadratic_blocked, q, k, v, a, repeats=1),
+           "chunked_s": _time(chunked, q, k, v, a)}
+    row["recurrent_s"] = _time(recurrent, q, k, v, a, repeats=1) if n <= recurrent_max else None
+    if n == seq_lens[0]:  # the three forms compute the same thing
+      want = quadratic_blocked(q, k, v, a)
+      row["chunked_max_rel_dev"] = float(jnp.max(jnp.abs(chunked(q, k, v, a) - want))
+                                         / jnp.max(jnp.abs(want)))
+    rows.append(row)
+  return rows
+
+
+def bench_decode(contexts=(1024, 2048, 4096, 8192, 16384), heads: int = 4,
+                 dim: int = 64) -> dict:
+  key = jax.random.key(0)
+  q, k, v = (jax.random.normal(kk, (1, heads, dim)) for kk in jax.random.split(key, 3))
+  a = jnp.full((1, heads), -0.01)
+  state = second_order.init_decode_state(1, heads, dim)
+  step = jax.jit(functools.partial(second_order.decode_step))
+  out = {"heads": heads, "dim": dim,
+         "recurrent_token_s": _time(step, state, q, k, v, a, repeats=20),
+         "recurrent_state_bytes": second_order.state_bytes(state), "kv": []}
+  kv_step = jax.jit(kv_cache_decode_step)
+  for n in contexts:
+    keys = jax.random.normal(key, (1, n, heads, dim))
+    cache = MixerCache(conv=jnp.zeros((1, 0, 0)), position=jnp.asarray(n - 1, jnp.int32),
+                       keys=keys, values=keys, acs=jnp.zeros((1, n, heads)),
+                       acs_now=jnp.zeros((1, heads)))
+    out["kv"].append({"context": n, "token_s": _time(kv_step, cache, q, k, v, a, repeats=20),
+                      "cache_bytes": int(keys.nbytes * 2)})
+  return out
+
+
+def bench_two_mamba():
+  """Both CPU benchmarks: (table rows, JSON record)."""
+  forms = bench_forms()
+  decode = bench_decode()
+  first = {r["seq"]: r for r in forms}
+  ratio = first[16384]["chunked_s"] / first[2048]["chunked_s"] if 16384 in first else None
+  rows = [("N", "quadratic (XLA) s", "chunked s", "recurrent s")]
+  fmt = lambda x: "-" if x is None else f"{x:.4f}"
+  rows += [(r["seq"], fmt(r["quadratic_s"]), fmt(r["chunked_s"]), fmt(r["recurrent_s"]))
+           for r in forms]
+  rows += [("", "", "", ""), ("decode", "s / token", "cache bytes", "")]
+  rows.append(("2Mamba state", f"{decode['recurrent_token_s'] * 1e3:.3f} ms",
+               decode["recurrent_state_bytes"], ""))
+  rows += [(f"KV cache @ {d['context']}", f"{d['token_s'] * 1e3:.3f} ms", d["cache_bytes"], "")
+           for d in decode["kv"]]
+  record = {"benchmark": "two_mamba", "backend": jax.default_backend(), "forms": forms,
+            "chunked_16k_over_2k": ratio, "chunked_linear_ok": ratio is not None and ratio <= 10,
+            "decode": decode}
+  return rows, record

@@ -1,0 +1,144 @@
+"""Config and presets of the 2Mamba experiment (arXiv 2602.17363; spec sections 4.1-4.3).
+
+Presets:
+  smoke: spec 4.2 (forms agree, kernel gradients, feature map, 100 recall steps with 8 pairs cut
+    the 2Mamba loss by >= 30 %), memory and a short decode check.
+  small: spec 4.1 multi-query associative recall (32 pairs, 1 layer, d_model 64, 4 heads x 16,
+    600 steps: the spec's short-time option) for Mamba-2S, 2Mamba and 2Mamba-E; memory
+    crossover; decode == parallel at N = 2,048; the character-level LM on standard-library
+    sources (2 layers, d_model 128; context 128, batch 8, 300 steps to fit the CPU budget).
+  paper: the paper's small model shape (hidden 1024, 16 heads x 64, 20 layers, context 2048)
+    for a GPU, on the LM task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxpapers.core.config import MeshConfig, TrainConfig, check, check_choice
+from jaxpapers.nn.mixers import IMPLEMENTATIONS, KINDS
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallConfig:
+  """Multi-query associative recall (spec 4.1).
+
+  Attributes:
+    pairs: (key, value) pairs per sequence; keys without replacement from tokens 2-65.
+    queries: query keys after the pairs (with replacement from the pairs' keys).
+    test_size: held-out sequences (another seed).
+  """
+
+  pairs: int = 32
+  queries: int = 32
+  test_size: int = 256
+
+  def __post_init__(self):
+    check(1 <= self.pairs <= 64, "recall.pairs", self.pairs, "in [1, 64] (64 key tokens)")
+    check(self.queries >= 1, "recall.queries", self.queries, ">= 1")
+    check(self.test_size >= 1, "recall.test_size", self.test_size, ">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+  """Character-level LM on the standard library's top-level modules (spec 4.1, optional).
+
+  Every tenth file (sorted by name) is held out for the test loss.
+
+  Attributes:
+    steps: training steps per mixer (0 skips the LM in `reproduce`).
+    seq_len: context.
+    d_model, num_layers, num_heads, head_dim: model shape.
+    batch_size: sequences per step.
+    lr: peak learning rate.
+    train_bytes, test_bytes: corpus bytes read for each split.
+    eval_windows: held-out windows in the test loss.
+  """
+
+  steps: int = 300
+  seq_len: int = 128
+  d_model: int = 128
+  num_layers: int = 2
+  num_heads: int = 8
+  head_dim: int = 16
+  batch_size: int = 8
+  lr: float = 3e-3
+  train_bytes: int = 3_000_000
+  test_bytes: int = 300_000
+  eval_windows: int = 64
+
+  def __post_init__(self):
+    check(self.steps >= 0, "lm.steps", self.steps, ">= 0")
+    check(self.seq_len >= 2, "lm.seq_len", self.seq_len, ">= 2")
+    for name in ("d_model", "num_layers", "num_heads", "head_dim", "batch_size", "eval_windows"):
+      check(getattr(self, name) >= 1, f"lm.{name}", getattr(self, name), ">= 1")
+    check(0 < self.lr <= 1, "lm.lr", self.lr, "in (0, 1]")
+    check(self.train_bytes >= 10_000, "lm.train_bytes", self.train_bytes, ">= 10000")
+    check(self.test_bytes >= 1_000, "lm.test_bytes", self.test_bytes, ">= 1000")
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoMambaConfig:
+  """A 2Mamba run: model, mixer, task, optimizer.
+
+  Attributes:
+    task: "recall" (spec 4.1 MQAR) or "lm" (character-level LM) for `jaxpapers train`.
+    mixer: mixer kind (`jaxpapers.nn.mixers.KINDS`) for `jaxpapers train`; `reproduce` runs
+      several.
+    implementation: "xla", "pallas" or "chunked" (see MixerConfig).
+    d_model, num_layers, num_heads, head_dim, mlp_ratio: model shape (recall task; the LM task
+      takes its own from `lm`).
+    lr, warmup_steps, weight_decay, clip, batch_size: AdamW, linear warm-up then cosine to 0.
+    decode_len: length of the decode == parallel check.
+    recall, lm: the two tasks.
+  """
+
+  task: str = "recall"
+  mixer: str = "2mamba"
+  implementation: str = "xla"
+  d_model: int = 64
+  num_layers: int = 1
+  num_heads: int = 4
+  head_dim: int = 16
+  mlp_ratio: int = 4
+  lr: float = 3e-3
+  warmup_steps: int = 50
+  weight_decay: float = 0.01
+  clip: float = 1.0
+  batch_size: int = 32
+  decode_len: int = 2048
+  recall: RecallConfig = RecallConfig()
+  lm: LMConfig = LMConfig()
+  train: TrainConfig = TrainConfig(steps=600, eval_every=100, log_every=10, checkpoint_every=200)
+  mesh: MeshConfig = MeshConfig(data=1)
+
+  def __post_init__(self):
+    check_choice("task", self.task, ("recall", "lm"))
+    check_choice("mixer", self.mixer, KINDS)
+    check_choice("implementation", self.implementation, IMPLEMENTATIONS)
+    for name in ("d_model", "num_layers", "num_heads", "mlp_ratio", "batch_size"):
+      check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+    check(self.head_dim >= 2, "head_dim", self.head_dim, ">= 2")
+    check(0 < self.lr <= 1, "lr", self.lr, "in (0, 1]")
+    check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
+    check(0 <= self.weight_decay <= 10, "weight_decay", self.weight_decay, "in [0, 10]")
+    check(self.clip > 0, "clip", self.clip, "> 0")
+    check(self.decode_len >= 2, "decode_len", self.decode_len, ">= 2")
+
+
+SMOKE = TwoMambaConfig(
+    recall=RecallConfig(pairs=8, queries=8, test_size=64),
+    lm=LMConfig(steps=0),
+    decode_len=64, lr=5e-3, warmup_steps=20,
+    train=TrainConfig(steps=100, eval_every=100, log_every=5, checkpoint_every=50))
+SMALL = TwoMambaConfig()
+PAPER = TwoMambaConfig(
+    task="lm", implementation="pallas",
+    lm=LMConfig(steps=100_000, seq_len=2048, d_model=1024, num_layers=20, num_heads=16,
+                head_dim=64, batch_size=32, lr=1e-4, train_bytes=200_000_000,
+                test_bytes=2_000_000, eval_windows=256),
+    warmup_steps=10_000, weight_decay=0.01,
+    train=TrainConfig(steps=100_000, eval_every=5_000, log_every=100, checkpoint_every=5_000),
+    mesh=MeshConfig())
+
+PRESETS = {"smoke": SMOKE, "small": SMALL, "paper": PAPER}

@@ -1,0 +1,192 @@
+"""GPU benchmark of 2Mamba's second-order attention (arXiv 2602.17363, spec 4.3; protocol of
+pallas_notes.md section 6). A prepared script for a GPU machine; about 5 minutes on one H200.
+
+Compares, at B = 1, H = 16, d = 64, bf16 inputs with fp32 accumulation, causal, forward and
+forward+backward:
+  * our Pallas kernel, squared (2Mamba) and exponential (2Mamba-E) variants;
+  * JAX's Pallas flash attention (`jax.experimental.pallas.ops.gpu.attention.mha`, causal);
+  * cuDNN flash attention (`jax.nn.dot_product_attention(..., implementation="cudnn")`);
+for N in {2k, 8k, 32k}; reports the squared kernel's time over Pallas flash's (target <= 1.3x).
+Then the chunked form (chunk 128) against the squared kernel (forward) at N in {8k, 32k}, and
+the decode step (recurrent state vs KV cache) at contexts 1k-128k.
+
+Usage (GPU): `python -m experiments.two_mamba.gpu_bench --out gpu_bench.json`
+CPU dry run of the same logic at a tiny size (interpret mode, no cuDNN):
+`python -m experiments.two_mamba.gpu_bench --tiny`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import kernels_pallas
+from jaxpapers.nn import second_order
+from jaxpapers.nn.mixers import MixerCache, kv_cache_decode_step
+
+FULL = {"seq": (2048, 8192, 32768), "heads": 16, "dim": 64, "block": 128,
+        "chunked_seq": (8192, 32768), "decode_ctx": (1024, 8192, 32768, 131072), "repeats": 20}
+TINY = {"seq": (128,), "heads": 2, "dim": 16, "block": 32, "chunked_seq": (128,),
+        "decode_ctx": (256,), "repeats": 2}
+
+
+def _time(fn, *args, repeats: int) -> dict:
+  """Compile once, 3 warm-up calls, then `repeats` timed calls: median and 10-90 % spread (s)."""
+  jax.block_until_ready(fn(*args))
+  for _ in range(3):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return {"median_s": float(np.median(times)), "p10_s": float(np.percentile(times, 10)),
+          "p90_s": float(np.percentile(times, 90))}
+
+
+def _guard(fn, *args, repeats):
+  try:
+    return _time(fn, *args, repeats=repeats)
+  except Exception as e:  # a baseline that does not lower here is reported, not fatal
+    return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+
+
+def attention_fns(block: int, interpret: bool, with_cudnn: bool) -> dict:
+  """name -> f(q, k, v, log_decay) for every attention under test."""
+  from jax.experimental.pallas.ops.gpu import attention as pallas_flash  # pylint: disable=g-import-not-at-top
+
+  def ours(variant):
+    return lambda q, k, v, a: kernels_pallas.second_order_attention(
+        q, k, v, a, variant=variant, block_q=block, block_k=block, interpret=interpret)
+
+  def flash(q, k, v, a):  # pylint: disable=unused-argument
+    sizes = pallas_flash.BlockSizes(block_q=block, block_k=block, block_q_dkv=min(block, 32),
+                                    block_kv_dkv=min(block, 32), block_q_dq=min(block, 32),
+                                    block_kv_dq=min(block, 32))
+    return pallas_flash.mha(q, k, v, None, sm_scale=q.shape[-1] ** -0.5, causal=True,
+                            block_sizes=sizes, interpret=interpret)
+
+  fns = {"square": ours("square"), "exp": ours("exp"), "pallas_flash": flash}
+  if with_cudnn:
+    fns["cudnn"] = lambda q, k, v, a: jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                                                   implementation="cudnn")
+  return fns
+
+
+def _inputs(n, heads, dim, dtype):
+  ks = jax.random.split(jax.random.key(n), 4)
+  q, k, v = (jax.random.normal(ks[i], (1, n, heads, dim), dtype) for i in range(3))
+  return q, k, v, -jax.nn.softplus(jax.random.normal(ks[3], (1, n, heads)))
+
+
+def bench_kernels(cfg, dtype, interpret, with_cudnn) -> list[dict]:
+  fns = attention_fns(cfg["block"], interpret, with_cudnn)
+  rows = []
+  for n in cfg["seq"]:
+    args = _inputs(n, cfg["heads"], cfg["dim"], dtype)
+    for name, fn in fns.items():
+      fwd = jax.jit(fn)
+      grad = jax.jit(jax.grad(lambda q, k, v, a, fn=fn: jnp.sum(fn(q, k, v, a).astype(jnp.float32)),
+                              argnums=(0, 1, 2)))
+      row = {"seq": n, "impl": name, "fwd": _guard(fwd, *args, repeats=cfg["repeats"]),
+             "fwd_bwd": _guard(grad, *args, repeats=cfg["repeats"])}
+      if "median_s" in row["fwd"]:  # causal attention FLOPs: 4 B H N^2 d / 2
+        row["fwd_tflops"] = 2 * cfg["heads"] * n * n * cfg["dim"] / row["fwd"]["median_s"] / 1e12
+      rows.append(row)
+  for n in cfg["seq"]:
+    at = {r["impl"]: r for r in rows if r["seq"] == n}
+    for mode in ("fwd", "fwd_bwd"):
+      a, b = at["square"][mode], at["pallas_flash"][mode]
+      if "median_s" in a and "median_s" in b:
+        at["square"][f"{mode}_over_pallas_flash"] = a["median_s"] / b["median_s"]
+  return rows
+
+
+def bench_chunked(cfg, dtype, interpret) -> list[dict]:
+  rows = []
+  chunked = jax.jit(lambda *a: second_order.chunked_attention(*a, chunk=128 if cfg["seq"][0] > 128
+                                                              else 32)[0])
+  kernel = jax.jit(lambda q, k, v, a: kernels_pallas.second_order_attention(
+      q, k, v, a, block_q=cfg["block"], block_k=cfg["block"], interpret=interpret))
+  for n in cfg["chunked_seq"]:
+    args = _inputs(n, cfg["heads"], cfg["dim"], dtype)
+    rows.append({"seq": n, "chunked": _guard(chunked, *args, repeats=max(cfg["repeats"] // 4, 1)),
+                 "quadratic_kernel": _guard(kernel, *args, repeats=max(cfg["repeats"] // 4, 1))})
+  return rows
+
+
+def bench_decode(cfg) -> dict:
+  heads, dim = cfg["heads"], cfg["dim"]
+  q, k, v = (jax.random.normal(kk, (1, heads, dim)) for kk in jax.random.split(jax.random.key(0), 3))
+  a = jnp.full((1, heads), -0.01)
+  state = second_order.init_decode_state(1, heads, dim)
+  out = {"recurrent": _time(jax.jit(second_order.decode_step), state, q, k, v, a,
+                            repeats=cfg["repeats"]),
+         "state_bytes": second_order.state_bytes(state), "kv": []}
+  for n in cfg["decode_ctx"]:
+    keys = jnp.zeros((1, n, heads, dim), jnp.bfloat16)
+    cache = MixerCache(jnp.zeros((1, 0, 0)), jnp.asarray(n - 1, jnp.int32), keys=keys, values=keys,
+                       acs=jnp.zeros((1, n, heads)), acs_now=jnp.zeros((1, heads)))
+    out["kv"].append({"context": n, "cache_bytes_bf16": int(2 * keys.nbytes),
+                      **_guard(jax.jit(kv_cache_decode_step), cache, q, k, v, a,
+                               repeats=cfg["repeats"])})
+  return out
+
+
+def _environment() -> dict:
+  env = {"jax": jax.__version__, "backend": jax.default_backend(),
+         "devices": [d.device_kind for d in jax.devices()], "python": platform.python_version()}
+  try:
+    env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                                        "--format=csv,noheader"], capture_output=True, text=True,
+                                       timeout=20, check=False).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    env["nvidia_smi"] = None
+  return env
+
+
+def run(tiny: bool = False) -> dict:
+  """The whole benchmark; `tiny` runs the same logic on CPU in interpret mode."""
+  on_gpu = jax.default_backend() == "gpu"
+  cfg = TINY if tiny or not on_gpu else FULL
+  interpret = not on_gpu
+  dtype = jnp.float32 if interpret else jnp.bfloat16  # the interpreter has no bf16 dots on CPU
+  start = time.perf_counter()
+  record = {"environment": _environment(), "config": {k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in cfg.items()},
+            "dtype": jnp.dtype(dtype).name, "interpret": interpret}
+  record["kernels"] = bench_kernels(cfg, dtype, interpret, with_cudnn=on_gpu)
+  record["chunked"] = bench_chunked(cfg, dtype, interpret)
+  record["decode"] = bench_decode(cfg)
+  record["wall_s"] = time.perf_counter() - start
+  return record
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--tiny", action="store_true", help="tiny CPU dry run (interpret mode)")
+  parser.add_argument("--out", type=Path, default=Path("gpu_bench_two_mamba.json"))
+  args = parser.parse_args(argv)
+  record = run(args.tiny)
+  args.out.write_text(json.dumps(record, indent=2) + "\n")
+  for row in record["kernels"]:
+    fwd, both = row["fwd"], row["fwd_bwd"]
+    show = lambda t: f"{t['median_s'] * 1e3:9.3f} ms" if "median_s" in t else t["error"][:60]
+    ratio = row.get("fwd_over_pallas_flash")
+    print(f"N={row['seq']:6d} {row['impl']:13s} fwd {show(fwd)}  fwd+bwd {show(both)}"
+          + (f"  fwd/flash {ratio:.2f}x" if ratio else ""))
+  print(f"wrote {args.out} ({record['wall_s']:.0f} s)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

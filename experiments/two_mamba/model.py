@@ -1,0 +1,193 @@
+"""Models and tasks of the 2Mamba experiment (arXiv 2602.17363, spec 4.1).
+
+`MixerLM`: token embedding (std 0.02), then per layer pre-RMSNorm -> mixer -> residual ->
+pre-RMSNorm -> GELU MLP -> residual, final RMSNorm, linear read-out. Only the mixer kind differs
+between variants. Tasks: multi-query associative recall (fresh batches every step, loss and
+accuracy on the query positions) and character-level LM on standard-library sources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from experiments.two_mamba.config import TwoMambaConfig
+from jaxpapers.core import data as data_lib
+from jaxpapers.core.train import Task
+from jaxpapers.nn.attention import RMSNorm
+from jaxpapers.nn.embedding import embed_lookup
+from jaxpapers.nn.mixers import Mixer, MixerConfig
+
+VOCAB = 128  # recall: 0 pad, 2-65 keys, 66-127 values
+KEY_LOW, KEY_HIGH, VALUE_LOW = 2, 66, 66
+TEST_SEED = 10_007
+
+
+class Block(nnx.Module):
+  """Pre-norm mixer and GELU MLP, each with a residual."""
+
+  def __init__(self, d_model: int, mixer: MixerConfig, mlp_ratio: int, *, rngs: nnx.Rngs):
+    self.norm1 = RMSNorm(d_model)
+    self.mixer = Mixer(d_model, mixer, rngs=rngs)
+    self.norm2 = RMSNorm(d_model)
+    self.up = nnx.Linear(d_model, mlp_ratio * d_model, rngs=rngs)
+    self.down = nnx.Linear(mlp_ratio * d_model, d_model, rngs=rngs)
+
+  def __call__(self, x):
+    x = x + self.mixer(self.norm1(x))
+    return x + self.down(jax.nn.gelu(self.up(self.norm2(x))))
+
+
+class MixerLM(nnx.Module):
+  """A causal LM whose sequence mixer is chosen by `MixerConfig.kind`."""
+
+  def __init__(self, vocab: int, d_model: int, num_layers: int, mixer: MixerConfig,
+               mlp_ratio: int = 4, *, rngs: nnx.Rngs):
+    self.embed = nnx.Param(0.02 * jax.random.normal(rngs.params(), (vocab, d_model)))
+    self.layers = nnx.List([Block(d_model, mixer, mlp_ratio, rngs=rngs)
+                            for _ in range(num_layers)])
+    self.norm = RMSNorm(d_model)
+    self.head = nnx.Linear(d_model, vocab, rngs=rngs)
+
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    x = embed_lookup(self.embed[...], tokens)
+    for layer in self.layers:
+      x = layer(x)
+    return self.head(self.norm(x))
+
+
+# ---------------------------------------------------------------------------
+# Multi-query associative recall.
+# ---------------------------------------------------------------------------
+
+
+def recall_batch(rng: np.random.Generator, batch: int, pairs: int, queries: int) -> dict:
+  """`pairs` (key, value) tokens then `queries` keys; targets only at the query positions."""
+  keys = np.argsort(rng.random((batch, KEY_HIGH - KEY_LOW)), axis=1)[:, :pairs] + KEY_LOW
+  values = rng.integers(VALUE_LOW, VOCAB, (batch, pairs))
+  picks = rng.integers(0, pairs, (batch, queries))
+  rows = np.arange(batch)[:, None]
+  context = np.stack([keys, values], axis=2).reshape(batch, 2 * pairs)
+  inputs = np.concatenate([context, keys[rows, picks]], axis=1).astype(np.int32)
+  targets = np.zeros_like(inputs)
+  targets[:, 2 * pairs:] = values[rows, picks]
+  weights = np.zeros(inputs.shape, np.float32)
+  weights[:, 2 * pairs:] = 1.0
+  return {"inputs": inputs, "targets": targets, "weights": weights}
+
+
+class RecallBatches:
+  """Fresh recall batches, step s drawn from `default_rng([seed, s])` (resumable)."""
+
+  def __init__(self, config: TwoMambaConfig, seed: int):
+    self.config, self.seed, self.step = config, seed, 0
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self.seed, self.step])
+    self.step += 1
+    r = self.config.recall
+    return recall_batch(rng, self.config.batch_size, r.pairs, r.queries)
+
+  def get_state(self) -> dict[str, Any]:
+    return {"step": self.step}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.step = int(state["step"])
+
+
+# ---------------------------------------------------------------------------
+# Character-level LM.
+# ---------------------------------------------------------------------------
+
+
+def lm_sources(config: TwoMambaConfig) -> tuple[data_lib.TextSource, data_lib.TextSource]:
+  """Train and test `TextSource`s (byte level: the sources are ASCII, so one byte = one char)."""
+  paths = data_lib.stdlib_paths()
+  test_paths, train_paths = paths[::10], [p for i, p in enumerate(paths) if i % 10]
+  lm = config.lm
+  train = data_lib.TextSource(train_paths, seq_len=lm.seq_len, max_bytes=lm.train_bytes)
+  test = data_lib.TextSource(test_paths, seq_len=lm.seq_len, max_bytes=lm.test_bytes)
+  return train, test
+
+
+# ---------------------------------------------------------------------------
+# Task.
+# ---------------------------------------------------------------------------
+
+
+def mixer_config(config: TwoMambaConfig, kind: str | None = None) -> MixerConfig:
+  heads, head_dim = ((config.lm.num_heads, config.lm.head_dim) if config.task == "lm"
+                     else (config.num_heads, config.head_dim))
+  return MixerConfig(kind=kind or config.mixer, num_heads=heads, head_dim=head_dim, conv_size=2,
+                     decay_bias=True, implementation=config.implementation)
+
+
+def build_model(config: TwoMambaConfig, rngs: nnx.Rngs) -> MixerLM:
+  if config.task == "lm":
+    lm = config.lm
+    return MixerLM(256, lm.d_model, lm.num_layers, mixer_config(config), config.mlp_ratio,
+                   rngs=rngs)
+  return MixerLM(VOCAB, config.d_model, config.num_layers, mixer_config(config), config.mlp_ratio,
+                 rngs=rngs)
+
+
+def _loss(model: MixerLM, batch):
+  logits = model(batch["inputs"]).astype(jnp.float32)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+  weights = batch["weights"]
+  total = jnp.maximum(jnp.sum(weights), 1.0)
+  accuracy = jnp.sum((jnp.argmax(logits, -1) == batch["targets"]) * weights) / total
+  return jnp.sum(losses * weights) / total, accuracy
+
+
+def make_task(config: TwoMambaConfig, mesh: jax.sharding.Mesh) -> Task:  # pylint: disable=unused-argument
+  """The recall or LM task of `config` for the shared training loop."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config.lm.lr if config.task == "lm" else config.lr, max(config.warmup_steps, 1),
+      max(config.train.steps, config.warmup_steps + 1), end_value=0.0)
+  optimizer = optax.chain(optax.clip_by_global_norm(config.clip),
+                          optax.adamw(schedule, weight_decay=config.weight_decay))
+  if config.task == "recall":
+    r = config.recall
+    held_out = recall_batch(np.random.default_rng(TEST_SEED), r.test_size, r.pairs, r.queries)
+    data = RecallBatches(config, config.train.seed)
+  else:
+    train, test = lm_sources(config)
+    windows = test.gather(np.arange(min(config.lm.eval_windows, len(test))))
+    held_out = {**windows, "weights": np.ones(windows["inputs"].shape, np.float32)}
+    data = _WeightedBatches(data_lib.BatchIterator(train, config.lm.batch_size,
+                                                   seed=config.train.seed))
+
+  def loss_fn(model, batch, rng):  # pylint: disable=unused-argument
+    loss, accuracy = _loss(model, batch)
+    return loss, {"accuracy": accuracy}
+
+  def eval_fn(model):
+    loss, accuracy = _loss(model, held_out)
+    return {"test_loss": loss, "test_accuracy": accuracy}
+
+  return Task(init_model=lambda rngs: build_model(config, rngs), optimizer=optimizer,
+              loss_fn=loss_fn, train_data=data, eval_fn=eval_fn)
+
+
+class _WeightedBatches:
+  """LM windows with per-token weights (the loader's row mask on every target)."""
+
+  def __init__(self, iterator: data_lib.BatchIterator):
+    self._iterator = iterator
+
+  def __next__(self):
+    batch = next(self._iterator)
+    weights = np.broadcast_to(batch["mask"][:, None], batch["inputs"].shape).astype(np.float32)
+    return {"inputs": batch["inputs"], "targets": batch["targets"], "weights": weights}
+
+  def get_state(self):
+    return self._iterator.get_state()
+
+  def set_state(self, state):
+    self._iterator.set_state(state)

@@ -1,0 +1,183 @@
+"""Reproduction of 2Mamba2Furious (arXiv 2602.17363; spec section 4).
+
+Claims: multi-query associative recall (2Mamba solves it like softmax/2Mamba-E, Mamba-2S does
+not), the decode-state memory crossover against a KV cache, decode == parallel at N = 2,048,
+the character-level LM ordering (small preset), and the spec 4.2 CI checks (smoke preset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from experiments.two_mamba import checks
+from experiments.two_mamba.config import PRESETS, TwoMambaConfig
+from experiments.two_mamba.model import make_task
+from jaxpapers.core import experiment as experiment_lib
+from jaxpapers.core import report
+from jaxpapers.core.config import TrainConfig
+from jaxpapers.core.metrics import series
+
+RECALL_VARIANTS = {"mamba2s": "Mamba-2S (linear)", "2mamba": "2Mamba (squared)",
+                   "2mamba_e": "2Mamba-E (softmax + decay)"}
+LM_VARIANTS = {"softmax": "softmax + decay (RoPE)", "2mamba": "2Mamba", "mamba2s": "Mamba-2S"}
+
+
+def _train(config: TwoMambaConfig, workdir: Path, progress, label: str) -> list[dict]:
+  trainer = experiment_lib.fresh_trainer(EXPERIMENT, config, workdir)
+  return trainer.run(progress(label, config.train.steps)).history
+
+
+def _final(history, key: str) -> float:
+  return float(series(history, key)[1][-1])
+
+
+def recall_runs(config: TwoMambaConfig, kinds, out_dir: Path, progress) -> dict[str, list]:
+  runs = {}
+  for kind in kinds:
+    run = dataclasses.replace(config, task="recall", mixer=kind)
+    runs[kind] = _train(run, out_dir / f"recall_{kind}", progress, f"recall, {kind}")
+  return runs
+
+
+def lm_runs(config: TwoMambaConfig, out_dir: Path, progress) -> dict[str, list]:
+  lm = config.lm
+  train = TrainConfig(steps=lm.steps, eval_every=max(lm.steps // 4, 1), log_every=10,
+                      checkpoint_every=0, seed=config.train.seed)
+  runs = {}
+  for kind in LM_VARIANTS:
+    run = dataclasses.replace(config, task="lm", mixer=kind, warmup_steps=min(
+        config.warmup_steps, lm.steps // 10), train=train)
+    runs[kind] = _train(run, out_dir / f"lm_{kind}", progress, f"LM, {kind}")
+  return runs
+
+
+def smoke_claims(runs) -> list[report.Claim]:
+  """Spec 4.2: forms agree, kernel gradients, feature map, 100 recall steps cut the loss."""
+  forms = checks.forms_agree()
+  claims = [report.less_than(f"forms_{k}", f"max rel. deviation of the {k.replace('_', ' ')} "
+                             "form from the quadratic one (fp32, N = 40, d = 8, chunk 8)", v, 1e-4)
+            for k, v in forms.items() if k.endswith(("recurrent", "chunked"))]
+  claims.append(report.less_than("feature_map_identity", "max rel. |phi(q).phi(k) - (q.k)^2|",
+                                 forms["feature_map"], 1e-5))
+  claims.append(report.within("feature_dim_d64", "phi dimension at d = 64 (d(d+1)/2)",
+                              forms["feature_dim_d64"], 2080, 2080, paper_value=2080))
+  for variant in ("square", "exp"):
+    claims.append(report.less_than(
+        f"kernel_grads_{variant}", f"Pallas ({variant}) custom-VJP grads of q, k, v, A vs "
+        "autodiff of the reference, max rel. error (interpret, N = 128, d = 16, block 32)",
+        checks.kernel_gradients(variant), 1e-4))
+  steps, losses = series(runs["2mamba"], "test_loss")
+  claims.append(report.at_least("recall_smoke_loss_cut", f"2Mamba recall (8 pairs): relative "
+                                f"held-out loss drop from step 0 to step {int(steps[-1])}",
+                                1 - losses[-1] / losses[0], 0.30))
+  return claims
+
+
+def recall_claims(runs) -> list[report.Claim]:
+  acc = {k: _final(h, "test_accuracy") for k, h in runs.items()}
+  return [
+      report.at_least("recall_2mamba_acc", "MQAR test accuracy, 2Mamba", acc["2mamba"], 0.90,
+                      paper_value="1.000 (spec 4.1 calibration)"),
+      report.at_most("recall_2mamba_vs_softmax", "MQAR test accuracy, |2Mamba-E - 2Mamba|",
+                     abs(acc["2mamba_e"] - acc["2mamba"]), 0.05),
+      report.at_most("recall_mamba2s_acc", "MQAR test accuracy, Mamba-2S (linear)",
+                     acc["mamba2s"], 0.30, paper_value="0.022 (spec 4.1 calibration)"),
+  ]
+
+
+def memory_claims(mem) -> list[report.Claim]:
+  d64 = mem[64]
+  exact = all(m["crossover"] == int(np.floor(m["formula"])) + 1 for m in mem.values())
+  sides = all(m["kv_larger_at_crossover"] and m["kv_smaller_below"] for m in mem.values())
+  return [
+      report.within("memory_crossover_d64", "context at which a fp32 KV cache (k, v arrays) "
+                    "outgrows the 2Mamba decode cache (state S, z and conv window), d = 64",
+                    d64["crossover"], 1058, 1058, paper_value=1058),
+      report.at_least("memory_crossover_formula", "crossovers from the arrays equal "
+                      "floor((d+1)^2/4 + 1.5) + 1 for d in 16, 32, 64, 128 (1 = all)",
+                      float(exact), 1),
+      report.at_least("memory_sides", "KV cache smaller one token before and larger at the "
+                      "crossover, allocated arrays (1 = all d)", float(sides and exact), 1),
+  ]
+
+
+def decode_claims(dec) -> list[report.Claim]:
+  return [
+      report.less_than("decode_vs_parallel", f"2Mamba mixer decoded token by token vs parallel, "
+                       f"||dy|| / ||y||, N = {dec['seq']}, fp32", dec["rel_err"], 1e-4),
+      report.at_most("decode_constant_memory", "decode cache bytes after N tokens minus after 0",
+                     dec["cache_bytes_end"] - dec["cache_bytes_start"], 0),
+  ]
+
+
+def lm_claims(runs) -> tuple[list[report.Claim], dict]:
+  loss = {k: _final(h, "test_loss") for k, h in runs.items()}
+  return [
+      report.at_most("lm_softmax_vs_2mamba", "char-LM test loss, softmax - 2Mamba (nats/char)",
+                     loss["softmax"] - loss["2mamba"], 0.0),
+      report.less_than("lm_2mamba_vs_linear", "char-LM test loss, 2Mamba - Mamba-2S",
+                       loss["2mamba"] - loss["mamba2s"], 0.0),
+      report.at_most("lm_2mamba_gap", "char-LM test loss, 2Mamba - softmax (nats/char)",
+                     loss["2mamba"] - loss["softmax"], 0.05),
+  ], loss
+
+
+def _plot(path: Path, recall, lm, mem) -> Path:
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for kind, history in recall.items():
+    steps, acc = series(history, "test_accuracy")
+    axes[0].plot(steps, acc, marker="o", label=RECALL_VARIANTS[kind])
+  axes[0].set(xlabel="step", ylabel="test accuracy", title="Multi-query associative recall")
+  axes[0].legend()
+  n = np.logspace(2, 4.5, 100)
+  for d, m in mem.items():
+    line, = axes[1].loglog(n, n * m["kv_bytes_per_token"], "--")
+    axes[1].axhline(m["state_bytes"], color=line.get_color(), label=f"d = {d}")
+    axes[1].axvline(m["crossover"], color=line.get_color(), alpha=0.3)
+  axes[1].set(xlabel="context N", ylabel="bytes per head (fp32)",
+              title="2Mamba state (solid) vs KV cache (dashed)")
+  axes[1].legend()
+  for kind, history in lm.items():
+    steps, loss = series(history, "test_loss")
+    axes[2].plot(steps, loss, marker="o", label=LM_VARIANTS[kind])
+  axes[2].set(xlabel="step", ylabel="test loss (nats/char)", title="Char-level LM (stdlib)")
+  if lm:
+    axes[2].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def reproduce(config: TwoMambaConfig, preset: str, out_dir: Path, progress):
+  """Recall runs, memory, decode check, LM (when lm.steps > 0); claims and plots."""
+  kinds = ["2mamba"] if preset == "smoke" else list(RECALL_VARIANTS)
+  recall = recall_runs(config, kinds, out_dir, progress)
+  claims = smoke_claims(recall) if preset == "smoke" else recall_claims(recall)
+  mem = checks.memory()
+  claims += memory_claims(mem)
+  claims += decode_claims(checks.decode_vs_parallel(config.decode_len, config.d_model,
+                                                    config.num_heads, config.head_dim))
+  lm = {}
+  if config.lm.steps > 0:
+    lm = lm_runs(config, out_dir, progress)
+    claims += lm_claims(lm)[0]
+  return claims, [_plot(out_dir / "two_mamba.png", recall, lm, mem)]
+
+
+EXPERIMENT = experiment_lib.Experiment(
+    name="two_mamba",
+    paper="2602.17363",
+    title="2Mamba2Furious: Linear in Complexity, Competitive in Accuracy",
+    presets=PRESETS,
+    make_task=make_task,
+    reproduce=reproduce,
+    status="in progress",
+)

@@ -1,0 +1,63 @@
+"""2Mamba experiment (arXiv 2602.17363): smoke reproduction (spec 4.2), recall data, memory
+figures against the closed form, LM data split, and the GPU script's logic at a tiny size."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.two_mamba import checks, gpu_bench
+from experiments.two_mamba.model import KEY_HIGH, KEY_LOW, VALUE_LOW, recall_batch
+from experiments.two_mamba.run import EXPERIMENT
+from jaxpapers.core import experiment as experiment_lib
+
+
+def test_smoke_reproduction_passes(tmp_path):
+  record = experiment_lib.reproduce(EXPERIMENT, "smoke", tmp_path)
+  assert record["passed"], [c for c in record["claims"] if not c["passed"]]
+  claims = {c["id"]: c for c in record["claims"]}
+  assert {"forms_square_chunked", "forms_square_recurrent", "kernel_grads_square",
+          "kernel_grads_exp", "feature_map_identity", "recall_smoke_loss_cut",
+          "memory_crossover_d64", "decode_vs_parallel"} <= set(claims)
+  assert claims["memory_crossover_d64"]["measured"] == 1058
+  on_disk = json.loads((tmp_path / "two_mamba" / "report.json").read_text())
+  assert on_disk == record
+  assert (tmp_path / "two_mamba" / "two_mamba.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_recall_batch_pairs_values_with_their_keys():
+  batch = recall_batch(np.random.default_rng(0), 4, pairs=6, queries=5)
+  inputs, targets, weights = batch["inputs"], batch["targets"], batch["weights"]
+  assert inputs.shape == (4, 17) and weights.sum() == 4 * 5
+  for row in range(4):
+    keys, values = inputs[row, 0:12:2], inputs[row, 1:12:2]
+    assert len(set(keys)) == 6 and keys.min() >= KEY_LOW and keys.max() < KEY_HIGH
+    assert values.min() >= VALUE_LOW
+    lookup = dict(zip(keys, values))
+    for t in range(12, 17):
+      assert targets[row, t] == lookup[inputs[row, t]]
+
+
+def test_memory_matches_the_closed_form():
+  mem = checks.memory(dims=(16,))  # d = 64 (crossover 1,058) is a claim of the smoke run
+  for d, m in mem.items():
+    features = d * (d + 1) // 2
+    assert m["state_bytes"] == 4 * (d * features + features + 3 * d)  # spec 1.4
+    assert m["kv_bytes_per_token"] == 4 * 2 * d
+  assert mem[16]["crossover"] == 74  # floor(17^2 / 4 + 1.5) + 1
+
+
+@pytest.mark.slow  # ~20-50 s of interpret-mode compiles
+def test_gpu_script_logic_runs_tiny_on_cpu(tmp_path, monkeypatch):
+  monkeypatch.setitem(gpu_bench.TINY, "repeats", 1)
+  monkeypatch.setitem(gpu_bench.TINY, "seq", (64,))
+  monkeypatch.setitem(gpu_bench.TINY, "chunked_seq", (64,))
+  monkeypatch.setitem(gpu_bench.TINY, "decode_ctx", (64,))
+  out = tmp_path / "gpu.json"
+  assert gpu_bench.main(["--tiny", "--out", str(out)]) == 0
+  record = json.loads(out.read_text())
+  impls = {r["impl"]: r for r in record["kernels"]}
+  assert set(impls) == {"square", "exp", "pallas_flash"}
+  assert all("median_s" in r["fwd"] and "median_s" in r["fwd_bwd"] for r in impls.values())
+  assert impls["square"]["fwd_over_pallas_flash"] > 0
+  assert record["decode"]["state_bytes"] == 4 * (2 * 136 * 16 + 2 * 136)  # H = 2, d = 16
