@@ -14,7 +14,7 @@ import jax
 from experiments.games.run import load
 from jaxpapers import games
 
-CASES = (("kuhn3", 200), ("leduc2", 200), ("liars5", 100))
+CASES = (("kuhn3", 1000), ("leduc2", 1000), ("liars5", 300))
 
 
 def _ours(short: str, iterations: int):

@@ -6,12 +6,12 @@ rules and names; trees are flattened once and solved with jitted level-by-level 
 
 from jaxpapers.games.cfr import ALGORITHMS, SolveResult, Solver, solve
 from jaxpapers.games.policy import (best_response, exploitability, expected_values, nash_conv,
-                                    normalize, uniform_policy)
+                                    normalize, own_reach, uniform_policy)
 from jaxpapers.games.psro import PsroResult, aggregate, psro
 from jaxpapers.games.tree import GAMES, Game, load_game
 
 __all__ = [
     "ALGORITHMS", "GAMES", "Game", "PsroResult", "SolveResult", "Solver", "aggregate",
     "best_response", "exploitability", "expected_values", "load_game", "nash_conv", "normalize",
-    "psro", "solve", "uniform_policy",
+    "own_reach", "psro", "solve", "uniform_policy",
 ]

@@ -11,6 +11,7 @@ OpenSpiel's CFRSolver/CFRPlusSolver/DCFRSolver do; their exploitability is repro
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -65,12 +66,26 @@ class SolveResult:
     raise KeyError(f"iteration {iteration} was not evaluated; curve has {[c[0] for c in self.curve]}")
 
 
+def row_sum(x: jax.Array) -> jax.Array:
+  """[I, A] -> [I, 1], summed left to right over actions (OpenSpiel's order, bit for bit)."""
+  total = x[:, :1]
+  for a in range(1, x.shape[1]):
+    total = total + x[:, a:a + 1]
+  return total
+
+
+def row_divide(x: jax.Array, total: jax.Array) -> jax.Array:
+  """x / total with a true division (XLA rewrites division by a broadcast into a reciprocal
+  multiply, which rounds differently)."""
+  return x / jax.lax.optimization_barrier(jnp.broadcast_to(total, x.shape))
+
+
 def regret_matching(cum: jax.Array, legal: jax.Array) -> jax.Array:
   """x+ / sum x+, uniform over legal actions where the sum is 0."""
   pos = jnp.where(legal, jnp.maximum(cum, 0.0), 0.0)
-  total = pos.sum(axis=1, keepdims=True)
-  uniform = legal / legal.sum(axis=1, keepdims=True)
-  return jnp.where(total > 0, pos / jnp.where(total > 0, total, 1.0), uniform)
+  total = row_sum(pos)
+  uniform = row_divide(legal.astype(cum.dtype), row_sum(legal.astype(cum.dtype)))
+  return jnp.where(total > 0, row_divide(pos, jnp.where(total > 0, total, 1.0)), uniform)
 
 
 ACCUMULATE_INTO_REGRET = ("cfr", "cfr_plus", "dcfr")
@@ -157,6 +172,17 @@ DEFAULT_PARAMS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_run(game: Game, algorithm: str, ewma: str, params: tuple):
+  """jit(state, k -> state after k iterations), shared by every Solver of the same settings."""
+  step = make_iteration(game, algorithm, dict(params), ewma)
+
+  def run(state: State, k: jax.Array) -> State:
+    return jax.lax.fori_loop(0, k, lambda _, s: step(s), state)
+
+  return jax.jit(run)
+
+
 class Solver:
   """A jitted CFR-family solver: `run(state, k)` advances k iterations, `evaluate(state)` gives
   (average policy, exploitability)."""
@@ -171,14 +197,8 @@ class Solver:
       raise UsageError(f"{algorithm} has no parameter(s) {sorted(unknown)}")
     self.game, self.algorithm, self.ewma = game, algorithm, ewma
     self.params = {**DEFAULT_PARAMS.get(algorithm, {}), **params}
-    step = make_iteration(game, algorithm, self.params, ewma)
-    passes = passes_lib.compiled(game)
-
-    def run(state: State, k: jax.Array) -> State:
-      return jax.lax.fori_loop(0, k, lambda _, s: step(s), state)
-
-    self._run = jax.jit(run)
-    self._passes = passes
+    self._run = _compiled_run(game, algorithm, ewma, tuple(sorted(self.params.items())))
+    self._passes = passes_lib.compiled(game)
 
   def init(self) -> State:
     with jax.enable_x64(True):

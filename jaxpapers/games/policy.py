@@ -46,6 +46,13 @@ def expected_values(game: Game, policy) -> np.ndarray:
     return np.asarray(passes.compiled(game).values(jnp.asarray(policy)))
 
 
+def own_reach(game: Game, policy) -> np.ndarray:
+  """[I] probability that each information set's owner plays to reach it under `policy`."""
+  policy = check_policy(game, policy)
+  with jax.enable_x64(True):
+    return np.asarray(passes.compiled(game).own_reach(jnp.asarray(policy)))
+
+
 def best_response(game: Game, policy, player: int, uniform_ties: bool = False):
   """Exact best response of `player` against the others' part of `policy`.
 

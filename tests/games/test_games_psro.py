@@ -40,7 +40,7 @@ def test_aggregate_is_realization_equivalent():
   other = games.uniform_policy(game)
   values = [games.expected_values(game, np.where((game.infoset_player == 0)[:, None], p, other))
             for p in pure]
-  reaches = [games.psro.__globals__["_Oracle"](game).own_reach(p) for p in pure]
+  reaches = [games.own_reach(game, p) for p in pure]
   mixed = games.aggregate(game, [pure, [other]], [np.array([0.5, 0.5]), np.array([1.0])],
                           [reaches, [np.ones(game.num_infosets)]])
   np.testing.assert_allclose(games.expected_values(game, mixed), 0.5 * (values[0] + values[1]), atol=1e-12)
