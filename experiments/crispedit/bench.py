@@ -1,0 +1,185 @@
+"""`jaxpapers bench crispedit`: cost of the K-FAC projector for a 1024x4096 Dense layer (arXiv 2602.15823).
+
+Measured on the default device, each after a warm-up call:
+  * factor collection (A 1024², G 4096²) on a two-layer MLP `x[1024] -> W[1024, 4096] -> tanh ->
+    head[4096, 10]`, per batch of tokens; and, when kfac-jax is importable, kfac-jax's
+    `BlockDiagonalCurvature` estimator (`fisher_empirical`) on the same MLP and batches, with the
+    relative difference of its factors from ours after the best scalar (normalisations differ);
+  * eigendecomposition of A and G plus the energy rule (`kfac_eigenbasis`);
+  * one matrix-free projection (`kfac_project`);
+  * the dense projector `(U_A ⊗ U_G) diag(K) (U_A ⊗ U_G)ᵀ` on small layers where it fits, and the
+    memory it would need at 1024x4096.
+Memory figures are XLA's compiled-buffer sizes (arguments + outputs + temporaries) of each jitted
+function, an upper bound of its peak device memory.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxpapers import optim
+from jaxpapers.optim._kfac_factors import make_factor_step
+
+D_IN, D_OUT, CLASSES = 1024, 4096, 10
+TOKENS, BATCHES = 2048, 4
+
+
+class _BenchMLP(nnx.Module):
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.layer = nnx.Linear(D_IN, D_OUT, use_bias=False, rngs=rngs)
+    self.head = nnx.Linear(D_OUT, CLASSES, use_bias=False, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(jnp.tanh(self.layer(x)))
+
+
+def _timed(fn, *args, repeats: int = 3) -> float:
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def _memory_mb(fn, *args) -> float | None:
+  try:
+    stats = fn.lower(*args).compile().memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if stats is None:
+    return None
+  total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+  return total / 2**20
+
+
+def _batches():
+  rng = np.random.default_rng(0)
+  return [{"x": rng.normal(size=(TOKENS, D_IN)).astype(np.float32),
+           "targets": rng.integers(0, CLASSES, TOKENS).astype(np.int32)} for _ in range(BATCHES)]
+
+
+def _kfac_jax(model: _BenchMLP, batches, ours: optim.KroneckerFactors) -> dict:
+  """kfac-jax's estimator on the same MLP (manually registered layers), if it imports."""
+  try:
+    import kfac_jax  # pylint: disable=g-import-not-at-top
+  except Exception as e:  # pylint: disable=broad-except
+    return {"available": False, "reason": f"{type(e).__name__}: {e}"[:200]}
+
+  def loss(params, batch):
+    y = batch["x"] @ params["w"]
+    y = kfac_jax.register_dense(y, batch["x"], params["w"])
+    h = jnp.tanh(y)
+    logits = kfac_jax.register_dense(h @ params["head"], h, params["head"])
+    kfac_jax.register_softmax_cross_entropy_loss(logits, batch["targets"])
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]))
+
+  params = {"w": model.layer.kernel[...], "head": model.head.kernel[...]}
+  estimator = kfac_jax.BlockDiagonalCurvature(func=loss)
+  rng = jax.random.key(0)
+  state = estimator.init(rng, (params, batches[0]), None, None)
+
+  @jax.jit
+  def update(state, batch):
+    return estimator.update_curvature_matrix_estimate(
+        state, ema_old=1.0, ema_new=1.0, identity_weight=0.0, batch_size=TOKENS, rng=rng,
+        func_args=(params, batch), estimation_mode="fisher_empirical")
+
+  seconds = _timed(update, state, batches[0])
+  for batch in batches:
+    state = update(state, batch)
+  block = state.blocks_states[0]
+  a, g = (np.asarray(f.value, np.float64) for f in block.factors)
+
+  def rel(ref, other):
+    ref = np.asarray(ref, np.float64)
+    scale = np.sum(ref * other) / np.sum(other * other)
+    return float(np.linalg.norm(ref - scale * other) / np.linalg.norm(ref)), float(scale)
+
+  a_err, a_scale = rel(ours.a, a)
+  g_err, g_scale = rel(ours.g, g)
+  return {"available": True, "version": kfac_jax.__version__, "seconds_per_batch": seconds,
+          "memory_mb": _memory_mb(update, state, batches[0]),
+          "a_relative_difference": a_err, "a_scale": a_scale,
+          "g_relative_difference": g_err, "g_scale": g_scale}
+
+
+def _dense_vs_free(d_in: int, d_out: int) -> dict:
+  rng = np.random.default_rng(1)
+  xa, xg = rng.normal(size=(d_in, 2 * d_in)), rng.normal(size=(d_out, 2 * d_out))
+  factors = optim.KroneckerFactors(jnp.asarray(xa @ xa.T / d_in, jnp.float32),
+                                   jnp.asarray(xg @ xg.T / d_out, jnp.float32))
+  basis = optim.kfac_eigenbasis(factors, 0.9)
+  big = jnp.kron(basis.u_a, basis.u_g)
+  dense = (big * basis.keep.reshape(-1)) @ big.T
+  x = jnp.asarray(rng.normal(size=(d_in, d_out)), jnp.float32)
+  free_fn = jax.jit(optim.kfac_project)
+  dense_fn = jax.jit(lambda p, v: (p @ v.reshape(-1)).reshape(v.shape))
+  error = float(jnp.max(jnp.abs(free_fn(x, basis) - dense_fn(dense, x))))
+  return {"shape": [d_in, d_out], "matrix_free_seconds": _timed(free_fn, x, basis),
+          "dense_seconds": _timed(dense_fn, dense, x),
+          "matrix_free_memory_mb": _memory_mb(free_fn, x, basis),
+          "dense_memory_mb": _memory_mb(dense_fn, dense, x), "max_abs_difference": error}
+
+
+def bench_crispedit():
+  """The benchmark: (table rows, JSON record)."""
+  model = _BenchMLP(nnx.Rngs(0))
+  batches = _batches()
+  step = make_factor_step(model, [("layer",)], lambda m, b: m(b["x"]), "empirical")
+  key = jax.random.key(0)
+  collect_seconds = _timed(step, batches[0], key)
+  collect_memory = _memory_mb(step, batches[0], key)
+  factors, _ = optim.collect_kfac_factors(model, [("layer",)], batches, lambda m, b: m(b["x"]),
+                                          label_mode="empirical")
+  ours = factors["layer"]
+  eig = jax.jit(lambda f: optim.kfac_eigenbasis(f, 0.9))
+  eig_seconds = _timed(eig, ours, repeats=1)
+  eig_memory = _memory_mb(eig, ours)
+  basis = eig(ours)
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(D_IN, D_OUT)), jnp.float32)
+  project = jax.jit(optim.kfac_project)
+  project_seconds = _timed(project, x, basis, repeats=10)
+  project_memory = _memory_mb(project, x, basis)
+  dense_bytes = 4.0 * (D_IN * D_OUT) ** 2
+  small = [_dense_vs_free(16, 32), _dense_vs_free(32, 64)]
+  kfac_jax_record = _kfac_jax(model, batches, ours)
+  record = {
+      "benchmark": "crispedit", "backend": jax.default_backend(), "layer": [D_IN, D_OUT],
+      "tokens_per_batch": TOKENS,
+      "collect": {"seconds_per_batch": collect_seconds, "memory_mb": collect_memory},
+      "eigendecomposition": {"seconds": eig_seconds, "memory_mb": eig_memory,
+                             "num_removed": int(basis.num_removed),
+                             "removed_fraction": int(basis.num_removed) / (D_IN * D_OUT)},
+      "projection": {"matrix_free_seconds": project_seconds, "matrix_free_memory_mb": project_memory,
+                     "dense_projector_bytes": dense_bytes,
+                     "dense_fits": False},
+      "dense_vs_matrix_free_small": small,
+      "kfac_jax": kfac_jax_record,
+  }
+  fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
+  rows = [("what", "time", "XLA memory (MiB)"),
+          (f"collect A, G ({TOKENS} tokens)", f"{collect_seconds * 1e3:.1f} ms", fmt(collect_memory)),
+          ("eigh A, G + energy rule", f"{eig_seconds:.2f} s", fmt(eig_memory)),
+          ("project (matrix-free)", f"{project_seconds * 1e3:.2f} ms", fmt(project_memory)),
+          ("project (dense)", "does not fit", f"{dense_bytes / 2**20:.3g} (projector alone)")]
+  for s in small:
+    rows.append((f"{s['shape'][0]}x{s['shape'][1]}: free / dense",
+                 f"{s['matrix_free_seconds'] * 1e6:.0f} / {s['dense_seconds'] * 1e6:.0f} us",
+                 f"{fmt(s['matrix_free_memory_mb'])} / {fmt(s['dense_memory_mb'])}"))
+  if kfac_jax_record["available"]:
+    rows.append((f"kfac-jax {kfac_jax_record['version']} estimator ({TOKENS} tokens)",
+                 f"{kfac_jax_record['seconds_per_batch'] * 1e3:.1f} ms", fmt(kfac_jax_record["memory_mb"])))
+    rows.append(("kfac-jax vs ours (rel. diff after scale)",
+                 f"A {kfac_jax_record['a_relative_difference']:.1e}, G {kfac_jax_record['g_relative_difference']:.1e}", ""))
+  else:
+    rows.append(("kfac-jax", "not installed", kfac_jax_record["reason"][:40]))
+  return rows, record
