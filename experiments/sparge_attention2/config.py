@@ -125,12 +125,12 @@ class SpargeConfig:
 SMOKE = SpargeConfig(
     model=DiTConfig(input_shape=(4, 16, 16), channels=2, patch=(1, 2, 2), width=32, depth=2,
                     num_heads=2, num_classes=8),
-    data=VideoDataConfig(train_examples=256, eval_examples=64),
+    data=VideoDataConfig(train_examples=256, eval_examples=32),
     mask_study=MaskStudyConfig(grid=(4, 16, 16), block_q=32, block_k=32, heads_per_regime=1,
                                top_k=0.05, top_p=0.2, second_top_k=0.1, second_top_p=0.3),
     batch_size=8, lr=2e-3, warmup_steps=5, finetune_lr=1e-3, finetune_warmup=0,
     finetune_steps=20,
-    train=TrainConfig(steps=40, eval_every=0, log_every=5, checkpoint_every=20))
+    train=TrainConfig(steps=25, eval_every=0, log_every=5, checkpoint_every=25))
 SMALL = SpargeConfig()
 PAPER = SpargeConfig(
     model=DiTConfig(input_shape=(4, 32, 32), channels=2, patch=(1, 1, 1), width=384, depth=12,

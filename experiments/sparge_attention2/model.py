@@ -114,10 +114,13 @@ def make_task(config: SpargeConfig, mesh: jax.sharding.Mesh) -> Task:
   )
 
 
-def _from_state(config: SpargeConfig, state, rngs: nnx.Rngs) -> dit.DiT:
-  model = dit.DiT(config.model, rngs=rngs)
-  nnx.update(model, state)
-  return model
+def graphdef(config: SpargeConfig):
+  """The DiT's graph definition (abstract build: no initialisation is computed)."""
+  return nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(config.model, rngs=nnx.Rngs(0))))
+
+
+def _from_state(config: SpargeConfig, state, rngs: nnx.Rngs) -> dit.DiT:  # pylint: disable=unused-argument
+  return nnx.merge(graphdef(config), jax.tree.map(jnp.asarray, state))
 
 
 def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_state,
@@ -130,7 +133,7 @@ def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_st
     teacher_state: the teacher's `nnx.state` (host arrays).
     loss: "vd" (velocity distillation) or "fm" (flow matching with sparse attention).
   """
-  teacher_def = nnx.graphdef(dit.DiT(config.model, rngs=nnx.Rngs(0)))
+  teacher_def = graphdef(config)
   if loss == "vd":
     loss_fn = velocity_distillation_loss_fn(config, teacher_def, teacher_state)
   elif loss == "fm":
@@ -167,7 +170,7 @@ class HeldOut:
     self.x0, self.labels, self.noise = jnp.asarray(x0), jnp.asarray(labels), jnp.asarray(noise)
     self.t = jnp.asarray(t, jnp.float32)
     self.x_t = dit.interpolate(self.x0, self.noise, self.t)
-    self._graphdef = nnx.graphdef(dit.DiT(config.model, rngs=nnx.Rngs(0)))
+    self._graphdef = graphdef(config)
     self._evaluate = jax.jit(self._metrics, static_argnums=(1,))
     self.teacher_velocity = self._velocity(teacher_state, dit.dense_attention)
 

@@ -15,6 +15,7 @@ q, k are `[batch, seq, heads, dim]`; masks are `[batch, heads, n_q_blocks, n_k_b
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -37,6 +38,7 @@ def pool_blocks(x: jax.Array, block: int) -> jax.Array:
   return jnp.transpose(sums / counts[None, :, None, None], (0, 2, 1, 3))
 
 
+@functools.partial(jax.jit, static_argnames=("block_q", "block_k", "scale"))
 def block_scores(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int,
                  scale: float | None = None) -> jax.Array:
   """Pooled attention map Pbar [B, H, nq, nk], one distribution per query block (spec 1.2)."""
@@ -72,17 +74,24 @@ def select_blocks(scores: jax.Array, *, top_k: float | None = None,
     raise ValueError(f"top_k={top_k} must be a fraction in [0, 1]")
   if top_p is not None and not 0 <= top_p <= 1:
     raise ValueError(f"top_p={top_p} must be in [0, 1]")
+  n_k = None if top_k is None else topk_count(scores.shape[-1], top_k)
+  p = jnp.asarray(-1.0 if top_p is None else top_p, jnp.float32)  # -1: Top-p off
+  return _select(scores, p, n_k)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _select(scores: jax.Array, top_p: jax.Array, n_k: int | None) -> jax.Array:
+  """Rank-space union of the top `n_k` entries and the minimal prefix reaching `top_p`."""
   scores = jax.lax.stop_gradient(scores.astype(jnp.float32))
   nk = scores.shape[-1]
   order = jnp.argsort(-scores, axis=-1, stable=True)
   ranks = jnp.arange(nk)
   keep = ranks == 0  # every row keeps its top block
-  if top_k is not None:
-    keep = keep | (ranks < topk_count(nk, top_k))
-  if top_p is not None:
-    ordered = jnp.take_along_axis(scores, order, axis=-1)
-    before = jnp.cumsum(ordered, axis=-1) - ordered  # mass ranked strictly above each entry
-    keep = keep | (before < top_p)
+  if n_k is not None:
+    keep = keep | (ranks < n_k)
+  ordered = jnp.take_along_axis(scores, order, axis=-1)
+  before = jnp.cumsum(ordered, axis=-1) - ordered  # mass ranked strictly above each entry
+  keep = keep | (before < top_p)  # never true when top_p = -1
   keep = jnp.broadcast_to(keep, scores.shape)
   # Scatter the rank-space decision back to block positions.
   inverse = jnp.argsort(order, axis=-1)

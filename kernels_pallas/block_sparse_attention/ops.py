@@ -146,7 +146,7 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask:
   if implementation == "xla":
     if max_kept_blocks is None:
       max_kept_blocks = nk if isinstance(cnt, jax.core.Tracer) else max(1, int(np.max(cnt)))
-    out = xla_lib.forward(qp, kp, vp, lut, cnt, block_q=block_q, block_k=block_k, kv_len=kv_len,
+    out = xla_lib.forward(qp, kp, vp, lut, cnt, block_mask, block_q=block_q, block_k=block_k, kv_len=kv_len,
                           scale=scale, max_kept=min(int(max_kept_blocks), nk))
   else:
     interpret = jax.default_backend() == "cpu" if interpret is None else bool(interpret)

@@ -13,13 +13,15 @@ import jax
 import jax.numpy as jnp
 
 
-def forward(q, k, v, lut, cnt, *, block_q: int, block_k: int, kv_len: int | None, scale: float,
-            max_kept: int) -> jax.Array:
+def forward(q, k, v, lut, cnt, block_mask, *, block_q: int, block_k: int, kv_len: int | None,
+            scale: float, max_kept: int) -> jax.Array:
   """Block-sparse attention on padded inputs.
 
   Args:
     q: [B, nq*bq, H, D]; k, v: [B, nk*bk, H, D].
     lut: int32 [B, H, nq, nk], kept key blocks first; cnt: int32 [B, H, nq] valid entries.
+    block_mask: bool [B, H, nq, nk]; used instead of the lists when every block is gathered
+      (then K and V are read in place, not copied per query block).
     kv_len: real key count (None: keys fill the blocks).
     max_kept: how many list entries are gathered per query block (>= the largest count, else
       the surplus blocks of a row are dropped).
@@ -32,12 +34,17 @@ def forward(q, k, v, lut, cnt, *, block_q: int, block_k: int, kv_len: int | None
   qb = q.reshape(b, nq, block_q, h, d).transpose(0, 3, 1, 2, 4)  # [B, H, nq, bq, D]
   kb = k.reshape(b, nk, block_k, h, d).transpose(0, 3, 1, 2, 4)  # [B, H, nk, bk, D]
   vb = v.reshape(b, nk, block_k, h, d).transpose(0, 3, 1, 2, 4)
-  idx = lut[..., :max_kept]  # [B, H, nq, M]
-  take = jax.vmap(jax.vmap(lambda blocks, rows: blocks[rows]))
-  kg, vg = take(kb, idx), take(vb, idx)  # [B, H, nq, M, bk, D]
-  logits = jnp.einsum("bhiqd,bhimkd->bhiqmk", qb, kg,
+  if max_kept >= nk:  # every block: no gather, the mask itself says what counts
+    idx = jnp.broadcast_to(jnp.arange(nk, dtype=jnp.int32), lut.shape)
+    kg, vg, kv = kb, vb, "bhmkd"  # [B, H, nk, bk, D], shared by all query blocks
+    valid = block_mask[..., None]
+  else:
+    idx = lut[..., :max_kept]  # [B, H, nq, M]
+    take = jax.vmap(jax.vmap(lambda blocks, rows: blocks[rows]))
+    kg, vg, kv = take(kb, idx), take(vb, idx), "bhimkd"  # [B, H, nq, M, bk, D]
+    valid = (jnp.arange(max_kept) < cnt[..., None])[..., None]  # [B, H, nq, M, 1]
+  logits = jnp.einsum(f"bhiqd,{kv}->bhiqmk", qb, kg,
                       preferred_element_type=jnp.float32) * scale
-  valid = (jnp.arange(max_kept) < cnt[..., None])[..., None]  # [B, H, nq, M, 1]
   if kv_len is not None:
     cols = idx[..., None] * block_k + jnp.arange(block_k)
     valid = valid & (cols < kv_len)
@@ -48,6 +55,6 @@ def forward(q, k, v, lut, cnt, *, block_q: int, block_k: int, kv_len: int | None
   weights = jnp.where(valid, jnp.exp(logits - row_max), 0.0)
   total = jnp.sum(weights, axis=(-2, -1), keepdims=True)
   probs = weights / jnp.where(total > 0, total, 1.0)
-  out = jnp.einsum("bhiqmk,bhimkd->bhiqd", probs.astype(v.dtype), vg,
+  out = jnp.einsum(f"bhiqmk,{kv}->bhiqd", probs.astype(v.dtype), vg,
                    preferred_element_type=jnp.float32)
   return out.transpose(0, 2, 3, 1, 4).reshape(b, seq_q, h, d).astype(q.dtype)
