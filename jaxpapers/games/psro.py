@@ -97,8 +97,7 @@ def psro(game: Game, train_solver: MetaSolver | str, eval_solver: MetaSolver | s
   start = policy_lib.uniform_policy(game) if initial is None else np.asarray(initial, np.float64)
   pops = [[start] for _ in range(n)]
   reaches = [[oracle.own_reach(start)] for _ in range(n)]
-  payoffs = [np.zeros((1,) * n) for _ in range(n)]
-  table = {(0,) * n: oracle.values(start)}
+  table = {}
 
   def fill():
     shape = tuple(len(p) for p in pops)
@@ -108,8 +107,9 @@ def psro(game: Game, train_solver: MetaSolver | str, eval_solver: MetaSolver | s
     return [np.array([table[i][p] for i in itertools.product(*(range(k) for k in shape))]).reshape(shape)
             for p in range(n)]
 
+  payoffs = fill()
   curve = []
-  mixtures = None
+  mixtures = [np.ones(1) for _ in range(n)]
   for it in range(1, iterations + 1):
     sigma = train(payoffs)
     behaviour = aggregate(game, pops, sigma, reaches)

@@ -30,6 +30,12 @@ def test_psro_with_nash_solvers_finds_kuhn_equilibrium():
   assert result.at(10) < 1e-9                     # spec 2: Nash/Nash reaches ~0 by iteration 10
   assert result.curve[0][1] > 1e-2
   assert [len(p) for p in result.populations] == [11, 11]
+  game = games.load_game("kuhn_poker")
+  np.testing.assert_allclose(result.payoffs[0] + result.payoffs[1], 0.0, atol=1e-12)  # zero-sum
+  uniform_value = games.expected_values(game, games.uniform_policy(game))[0]
+  assert result.payoffs[0][0, 0] == pytest.approx(uniform_value, abs=1e-12)
+  joint = np.where((game.infoset_player == 0)[:, None], result.populations[0][3], result.populations[1][7])
+  assert result.payoffs[0][3, 7] == pytest.approx(games.expected_values(game, joint)[0], abs=1e-12)
 
 
 def test_aggregate_is_realization_equivalent():
