@@ -31,9 +31,13 @@ def test_feature_map_dimension_and_identity(dim):
 def test_quadratic_recurrent_and_chunked_forms_agree(variant):
   q, k, v, a = _inputs()  # spec 4.2: N = 40, d = 8, chunk 8
   quadratic = (reference.squared_attention if variant == "square" else reference.linear_attention)
-  want = quadratic(q, k, v, a)
-  rec, rec_state = second_order.recurrent_attention(q, k, v, a, variant=variant)
-  chunk, chunk_state = second_order.chunked_attention(q, k, v, a, chunk=8, variant=variant)
+
+  @jax.jit
+  def forms(q, k, v, a):
+    return (quadratic(q, k, v, a), second_order.recurrent_attention(q, k, v, a, variant=variant),
+            second_order.chunked_attention(q, k, v, a, chunk=8, variant=variant))
+
+  want, (rec, rec_state), (chunk, chunk_state) = forms(q, k, v, a)
   np.testing.assert_allclose(rec, want, atol=1e-4, rtol=1e-4)
   np.testing.assert_allclose(chunk, want, atol=1e-4, rtol=1e-4)
   np.testing.assert_allclose(chunk_state.s, rec_state.s, atol=1e-4, rtol=1e-4)
@@ -44,10 +48,17 @@ def test_quadratic_recurrent_and_chunked_forms_agree(variant):
 
 def test_chunked_form_continues_from_a_state():
   q, k, v, a = _inputs()
-  whole, _ = second_order.chunked_attention(q, k, v, a, chunk=8)
-  first, state = second_order.chunked_attention(q[:, :16], k[:, :16], v[:, :16], a[:, :16], chunk=8)
-  second, _ = second_order.recurrent_attention(q[:, 16:], k[:, 16:], v[:, 16:], a[:, 16:],
-                                               state=state)
+
+  @jax.jit
+  def split_run(q, k, v, a):
+    whole, _ = second_order.chunked_attention(q, k, v, a, chunk=8)
+    first, state = second_order.chunked_attention(q[:, :16], k[:, :16], v[:, :16], a[:, :16],
+                                                  chunk=8)
+    second, _ = second_order.recurrent_attention(q[:, 16:], k[:, 16:], v[:, 16:], a[:, 16:],
+                                                 state=state)
+    return whole, first, second
+
+  whole, first, second = split_run(q, k, v, a)
   np.testing.assert_allclose(jnp.concatenate([first, second], 1), whole, atol=1e-4, rtol=1e-4)
 
 
