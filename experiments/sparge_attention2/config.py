@@ -74,6 +74,7 @@ class SpargeConfig:
     finetune_lr: constant AdamW learning rate of the fine-tunes (after finetune_warmup steps).
     finetune_warmup: warm-up steps of the fine-tunes.
     finetune_steps: steps of each fine-tune (VD and flow matching).
+    trainable: what the fine-tunes train: "all" weights or only the "attention" projections.
     kernel_check: also check the Pallas kernel against the reference (interpret mode on CPU).
     train: the teacher's training loop (`jaxpapers train` runs the teacher).
     mesh: devices (auto sharding: the attention kernels reshape the sharded batch freely).
@@ -96,6 +97,7 @@ class SpargeConfig:
   finetune_lr: float = 3e-4
   finetune_warmup: int = 10
   finetune_steps: int = 150
+  trainable: str = "all"
   kernel_check: bool = True
   train: TrainConfig = TrainConfig(steps=600, eval_every=0, log_every=25, checkpoint_every=200)
   mesh: MeshConfig = MeshConfig(axis_types="auto")
@@ -120,6 +122,7 @@ class SpargeConfig:
     check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
     check(self.finetune_warmup >= 0, "finetune_warmup", self.finetune_warmup, ">= 0")
     check(self.finetune_steps >= 1, "finetune_steps", self.finetune_steps, ">= 1")
+    check_choice("trainable", self.trainable, ("all", "attention"))
 
 
 SMOKE = SpargeConfig(

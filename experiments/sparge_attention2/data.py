@@ -31,7 +31,14 @@ class VideoRange:
 ORIGINAL = VideoRange()
 SHIFTED = VideoRange(sigma=(2.5, 4.0), amplitude=(1.0, 1.6), speed=(0.5, 1.5),
                      grating_period=(8.0, 14.0), grating_amplitude=(0.1, 0.3))
-RANGES = {"original": ORIGINAL, "shifted": SHIFTED}
+
+
+def shifted_range(shift: float) -> VideoRange:
+  """The fine-tuning set's ranges: `shift` of the way from ORIGINAL to SHIFTED (1 = SHIFTED)."""
+  def mix(a, b):
+    return tuple(x + shift * (y - x) for x, y in zip(a, b))
+  return VideoRange(**{f.name: mix(getattr(ORIGINAL, f.name), getattr(SHIFTED, f.name))
+                       for f in dataclasses.fields(VideoRange)})
 MEAN = np.array([0.066, 0.0])  # fixed per-channel standardisation (the original set's moments)
 STD = np.array([0.15, 0.32])
 
@@ -45,6 +52,7 @@ class VideoDataConfig:
     num_classes: motion directions (the condition).
     train_examples: examples of the teacher's (original) and of the fine-tuning (shifted) set.
     eval_examples: held-out (x_0, eps, t, label) tuples of the original distribution.
+    shift: how far the fine-tuning set's ranges move from the original ones towards SHIFTED.
   """
 
   frames: int = 4
@@ -52,6 +60,7 @@ class VideoDataConfig:
   num_classes: int = 8
   train_examples: int = 4096
   eval_examples: int = 256
+  shift: float = 1.0
 
   def __post_init__(self):
     check(self.frames >= 1, "data.frames", self.frames, ">= 1")
@@ -59,6 +68,7 @@ class VideoDataConfig:
     check(self.num_classes >= 1, "data.num_classes", self.num_classes, ">= 1")
     check(self.train_examples >= 1, "data.train_examples", self.train_examples, ">= 1")
     check(self.eval_examples >= 1, "data.eval_examples", self.eval_examples, ">= 1")
+    check(0 <= self.shift <= 2, "data.shift", self.shift, "in [0, 2]")
 
 
 def _draw(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.ndarray:
@@ -68,7 +78,9 @@ def _draw(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.n
 def make_videos(config: VideoDataConfig, n: int, distribution: str,
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(videos float32 [n, T, S, S, 2], labels int32 [n]) of the named distribution."""
-  r = RANGES[distribution]
+  if distribution not in ("original", "shifted"):
+    raise ValueError(f"unknown distribution {distribution!r}; choose original or shifted")
+  r = ORIGINAL if distribution == "original" else shifted_range(config.shift)
   rng = np.random.default_rng(seed)
   t, s = config.frames, config.size
   labels = rng.integers(0, config.num_classes, n)

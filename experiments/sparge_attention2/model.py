@@ -140,12 +140,16 @@ def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_st
     loss_fn = flow_matching_loss_fn(config, student_attention(config))
   else:
     raise ValueError(f"unknown fine-tuning loss {loss!r}; choose vd or fm")
+  wrt = nnx.Param
+  if config.trainable == "attention":
+    wrt = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("qkv"), nnx.PathContains("proj")))
   return Task(
       init_model=functools.partial(_from_state, config, teacher_state),
       optimizer=_optimizer(config.finetune_lr, config.finetune_warmup, config.finetune_steps,
                            decay=False),
       loss_fn=loss_fn,
       train_data=_iterator(config, _source(config, "shifted", FINETUNE_SEED), mesh),
+      wrt=wrt,
   )
 
 

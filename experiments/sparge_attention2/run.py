@@ -9,6 +9,7 @@ sparse student and a flow-matching fine-tune, on held-out inputs of the original
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -187,6 +188,9 @@ def reproduce(config: SpargeConfig, preset: str, out_dir: Path, progress):
   claims += mask_claims
   result = distillation(config, out_dir, progress, full=preset != "smoke")
   claims += distillation_claims(config, preset, result)
+  (out_dir / "measurements.json").write_text(json.dumps(
+      {"robustness": mask_results,
+       "distillation": {k: result[k] for k in ("metrics", "vd_loss_shifted")}}, indent=2) + "\n")
   plots = [_plot_robustness(out_dir / "robustness.png", mask_results),
            _plot_distillation(out_dir / "distillation.png", result)]
   return claims, plots
