@@ -57,3 +57,27 @@ def test_crisp_edit_moves_only_the_layer_inside_the_subspace():
   ft_delta = ft.l1.kernel[...] - model.l1.kernel[...]
   leak = jnp.linalg.norm(ft_delta - optim.kfac_project(ft_delta, basis)) / jnp.linalg.norm(ft_delta)
   assert ft_result.converged and float(leak) > 0.1  # unconstrained: leaves the subspace
+
+
+def test_factors_of_attention_and_mlp_projections_in_the_lm():
+  """Taps work on the LM's attention (qkv) and MLP (down) projections: A from their inputs."""
+  from experiments.crispedit import lm  # pylint: disable=g-import-not-at-top
+  from jaxpapers.nn.embedding import embed_lookup  # pylint: disable=g-import-not-at-top
+  config = EXPERIMENT.config("smoke").lm
+  facts = lm.make_facts(config)
+  model = lm.FactLM(config, facts.vocab_size, rngs=nnx.Rngs(0))
+  items = [(s, r, 1, facts.objects[s, r]) for s in range(3) for r in range(2)]
+  batch = lm.fact_rows(facts, items, config.seq_len, "all")
+  paths = [("blocks", 0, "qkv"), ("blocks", 1, "down")]
+  factors, n = optim.collect_kfac_factors(model, paths, [batch], lm.logits_fn, label_mode="empirical")
+  assert n == batch["mask"].sum()
+  block = model.blocks[0]
+  a = np.asarray(block.attn_norm(embed_lookup(model.embed[...], jnp.asarray(batch["inputs"]))))
+  a = a.reshape(-1, a.shape[-1])
+  w = batch["mask"].reshape(-1)
+  np.testing.assert_allclose(factors["blocks/0/qkv"].a, (a * w[:, None]).T @ a / n, rtol=1e-4, atol=1e-6)
+  d, width = config.d_model, config.mlp_width
+  assert factors["blocks/0/qkv"].g.shape == (3 * d, 3 * d)
+  assert factors["blocks/1/down"].a.shape == (width, width) and factors["blocks/1/down"].g.shape == (d, d)
+  assert np.linalg.eigvalsh(np.asarray(factors["blocks/1/down"].g, np.float64)).min() > -1e-6
+  assert float(np.trace(factors["blocks/1/down"].g)) > 0
