@@ -8,6 +8,7 @@ from jaxpapers.optim._muon import muon_labels
 from jaxpapers.optim._smebu import sign_bias_balancing
 from jaxpapers.optim._smebu import smebu
 from jaxpapers.optim._kfac_factors import collect_kfac_factors
+from jaxpapers.optim._kfac_factors import factor_tree
 from jaxpapers.optim._kfac_factors import merge_kfac_factors
 from jaxpapers.optim._kfac_projector import KfacProjectorState
 from jaxpapers.optim._kfac_projector import KroneckerEigenbasis

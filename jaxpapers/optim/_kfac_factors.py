@@ -227,6 +227,28 @@ def merge_kfac_factors(parts: Sequence[tuple[dict[str, KroneckerFactors], float]
   return merged, total
 
 
+def factor_tree(params: nnx.State, factors: dict[str, KroneckerFactors],
+                param_name: str = "kernel") -> nnx.State:
+  """The `factors` argument of `kfac_projector` for an `nnx.Optimizer` over `params`.
+
+  Args:
+    params: e.g. `nnx.state(model, nnx.Param)`.
+    factors: `{path_key: KroneckerFactors}` from `collect_kfac_factors`.
+    param_name: the weight of each layer that the factors belong to.
+
+  Returns:
+    A state of the structure of `params` holding each layer's factors at its weight and None
+    at every other leaf (passed through by the projector).
+  """
+  flat = nnx.to_flat_state(params)
+  where = {path_key(p[:-1]): p for p, _ in flat if p and p[-1] == param_name}
+  missing = sorted(set(factors) - set(where))
+  if missing:
+    raise ValueError(f"factor_tree: no {param_name!r} parameter under {missing}")
+  placed = {where[k]: f for k, f in factors.items()}
+  return nnx.from_flat_state([(p, v.replace(placed.get(p))) for p, v in flat])
+
+
 def as_numpy(factors: dict[str, KroneckerFactors]) -> dict[str, KroneckerFactors]:
   """Host copies of the factors (e.g. to save or compare)."""
   return {k: KroneckerFactors(np.asarray(f.a), np.asarray(f.g)) for k, f in factors.items()}

@@ -144,3 +144,23 @@ def test_sequence_tokens_and_merge():
     bad = dict(batch, mask=np.ones((2,), np.float32))
     optim.collect_kfac_factors(Wrap(), [("lin",)], [bad], lambda m, b: m(b["x"]).sum(1),
                                label_mode="sampled")
+
+
+def test_factor_tree_with_nnx_optimizer(setup):
+  """kfac_projector inside nnx.Optimizer: the edited kernel moves in the subspace, others freely."""
+  model, batches = setup
+  model = nnx.clone(model)
+  factors, _ = optim.collect_kfac_factors(model, [("l2",)], batches, _logits)
+  tree = optim.factor_tree(nnx.state(model, nnx.Param), factors)
+  opt = nnx.Optimizer(model, optim.kfac_projector(tree, 0.5, inner=optax.sgd(0.1)), wrt=nnx.Param)
+  x = jnp.asarray(batches[0]["x"])
+  grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+  before = {k: getattr(model, k).kernel[...] for k in ("l1", "l2")}
+  opt.update(model, grads)
+  basis = optim.kfac_eigenbasis(factors["l2"], 0.5)
+  d2 = model.l2.kernel[...] - before["l2"]
+  np.testing.assert_allclose(optim.kfac_project(d2, basis), d2, atol=1e-6)
+  assert float(jnp.linalg.norm(d2)) > 0
+  np.testing.assert_allclose(model.l1.kernel[...] - before["l1"], -0.1 * grads["l1"]["kernel"][...], atol=1e-6)
+  with pytest.raises(ValueError, match="no 'kernel'"):
+    optim.factor_tree(nnx.state(model, nnx.Param), {"l9": factors["l2"]})
