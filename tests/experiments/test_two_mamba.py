@@ -1,15 +1,19 @@
 """2Mamba experiment (arXiv 2602.17363): smoke reproduction (spec 4.2), recall data, memory
-figures against the closed form, LM data split, and the GPU script's logic at a tiny size."""
+figures against the closed form, the benchmark's blocked quadratic form, and the GPU script's
+logic at a tiny size (slow)."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from experiments.two_mamba import checks, gpu_bench
+from experiments.two_mamba.bench import quadratic_blocked
 from experiments.two_mamba.model import KEY_HIGH, KEY_LOW, VALUE_LOW, recall_batch
 from experiments.two_mamba.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
+from kernels_pallas.second_order_attention import reference
 
 
 def test_smoke_reproduction_passes(tmp_path):
@@ -61,3 +65,11 @@ def test_gpu_script_logic_runs_tiny_on_cpu(tmp_path, monkeypatch):
   assert all("median_s" in r["fwd"] and "median_s" in r["fwd_bwd"] for r in impls.values())
   assert impls["square"]["fwd_over_pallas_flash"] > 0
   assert record["decode"]["state_bytes"] == 4 * (2 * 136 * 16 + 2 * 136)  # H = 2, d = 16
+
+
+def test_bench_blocked_quadratic_matches_reference():
+  ks = jax.random.split(jax.random.key(0), 4)
+  q, k, v = (jax.random.normal(ks[i], (1, 1024, 1, 8)) for i in range(3))
+  a = -jax.nn.softplus(jax.random.normal(ks[3], (1, 1024, 1)))
+  np.testing.assert_allclose(quadratic_blocked(q, k, v, a), reference.squared_attention(q, k, v, a),
+                             atol=1e-5, rtol=1e-4)
