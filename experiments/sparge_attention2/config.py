@@ -94,7 +94,7 @@ class SpargeConfig:
   batch_size: int = 16
   lr: float = 1e-3
   warmup_steps: int = 50
-  finetune_lr: float = 3e-4
+  finetune_lr: float = 1e-3
   finetune_warmup: int = 10
   finetune_steps: int = 150
   trainable: str = "all"
@@ -134,7 +134,7 @@ SMOKE = SpargeConfig(
     batch_size=8, lr=2e-3, warmup_steps=5, finetune_lr=1e-3, finetune_warmup=0,
     finetune_steps=20,
     train=TrainConfig(steps=25, eval_every=0, log_every=5, checkpoint_every=25))
-SMALL = SpargeConfig()
+SMALL = SpargeConfig(data=VideoDataConfig(shift=0.5))  # shift and finetune_lr: README calibration
 PAPER = SpargeConfig(
     model=DiTConfig(input_shape=(4, 32, 32), channels=2, patch=(1, 1, 1), width=384, depth=12,
                     num_heads=6, num_classes=8),
