@@ -137,7 +137,8 @@ def reproduce(config: CrispEditConfig, preset: str, out_dir: Path, progress):
   for seed in config.mlp.seeds:
     model, _ = _train(config, "mlp", config.mlp.steps, seed, out_dir / f"mlp_seed{seed}", progress,
                       f"MLP seed {seed}")
-    mlp_results[seed] = mlp.edit_study(model, config, seed)
+    editors = ("ft", "crispedit", "a_only") if preset == "smoke" else tuple(mlp.EDITORS)
+    mlp_results[seed] = mlp.edit_study(model, config, seed, editors)
   claims = mlp_claims(mlp_results, preset)
   lm_study = None
   if config.run_lm:
