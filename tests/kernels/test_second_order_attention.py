@@ -43,6 +43,16 @@ def test_forward_matches_reference(variant):
                              atol=2e-5, rtol=1e-5)
 
 
+def test_bfloat16_inputs_accumulate_in_float32():
+  q, k, v, a = _inputs(64)
+  low = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+  out = _kernel("square", *low, a)
+  assert out.dtype == jnp.bfloat16
+  want = reference.squared_attention(*[x.astype(jnp.float32) for x in low], a)
+  # bf16 output rounding (2^-8 relative) plus bf16 weights in the P @ V product.
+  np.testing.assert_allclose(out.astype(jnp.float32), want, atol=2e-2 * float(jnp.max(jnp.abs(want))))
+
+
 @functools.cache
 def _grad_fns(variant, block):
   def loss(fn, q, k, v, a):
