@@ -19,3 +19,10 @@ from jaxpapers.nn.second_order import decode_step
 from jaxpapers.nn.second_order import feature_map
 from jaxpapers.nn.second_order import init_decode_state
 from jaxpapers.nn.second_order import recurrent_attention
+from jaxpapers.nn.dit import DiT
+from jaxpapers.nn.dit import DiTConfig
+from jaxpapers.nn.dit import euler_sample
+from jaxpapers.nn.dit import flow_matching_loss
+from jaxpapers.nn.dit import velocity_distillation_loss
+from jaxpapers.nn.sparse_mask import predict_block_mask
+from jaxpapers.nn.sparse_mask import sparge_attention
