@@ -64,7 +64,7 @@ class TrinityConfig:
   model: AfmoeConfig = AfmoeConfig()
   data: DataConfig = DataConfig()
   balancing: str = "smebu"
-  balance_lr: float = 1e-3
+  balance_lr: float = 5e-3
   balance_momentum: float = 0.5
   balance_kappa: float = 2.0
   optimizer: str = "adamw"
