@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels_pallas.second_order_attention.ops import check_inputs
+
 VARIANTS = ("square", "linear")
 DEFAULT_EPS = 1e-6
 
@@ -52,12 +54,7 @@ def _features(x: jax.Array, variant: str) -> jax.Array:
 
 
 def _check(q, k, v, log_decay, variant):
-  if q.ndim != 4 or q.shape != k.shape or q.shape != v.shape:
-    raise ValueError("q, k, v must share the shape [batch, seq, heads, dim]; got "
-                     f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
-  if log_decay.shape != q.shape[:3]:
-    raise ValueError(f"log_decay must be [batch, seq, heads] = {tuple(q.shape[:3])}; got "
-                     f"{tuple(log_decay.shape)}")
+  check_inputs(q, k, v, log_decay)
   if variant not in VARIANTS:
     raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
 

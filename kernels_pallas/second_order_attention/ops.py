@@ -32,7 +32,8 @@ def _pick_block(requested: int | None, seq: int, name: str) -> int:
   return block
 
 
-def _check(q, k, v, log_decay) -> None:
+def check_inputs(q, k, v, log_decay) -> None:
+  """Raises ValueError unless q, k, v are [batch, seq, heads, dim] and log_decay [batch, seq, heads]."""
   if q.ndim != 4 or q.shape != k.shape or q.shape != v.shape:
     raise ValueError("q, k, v must share the shape [batch, seq, heads, dim]; got "
                      f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
@@ -101,7 +102,7 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
     Mongaras and Larson, "2Mamba2Furious: Linear in Complexity, Competitive in Accuracy",
     arXiv:2602.17363, 2026.
   """
-  _check(q, k, v, log_decay)
+  check_inputs(q, k, v, log_decay)
   if variant not in kernel_lib.VARIANTS:
     raise ValueError(f"variant must be one of {kernel_lib.VARIANTS}; got {variant!r}")
   scale = float(q.shape[-1] ** -0.5 if scale is None else scale)
