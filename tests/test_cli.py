@@ -101,6 +101,9 @@ BAD_INPUT = [
                  ["--num-processes", "--process-id"], id="incomplete-multihost-flags"),
     pytest.param(["train", *SMOKE, "--workdir", "{w}", "mesh.fsdp=3"], ["mesh.fsdp=3"],
                  id="mesh-larger-than-devices"),
+    pytest.param(["train", "games", "--preset", "smoke", "--workdir", "{w}"],
+                 ["games", "no training run", "jaxpapers reproduce games"],
+                 id="train-experiment-without-training"),
 ]
 
 

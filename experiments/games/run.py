@@ -235,4 +235,5 @@ EXPERIMENT = experiment_lib.Experiment(
     make_task=make_task,
     reproduce=reproduce,
     status="reproduced",
+    trainable=False,
 )

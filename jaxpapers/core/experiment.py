@@ -22,7 +22,7 @@ import jax
 from jaxpapers.core import config as config_lib
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core import report as report_lib
-from jaxpapers.core.errors import CheckpointError, ConfigError, WorkdirError
+from jaxpapers.core.errors import CheckpointError, ConfigError, UsageError, WorkdirError
 from jaxpapers.core.train import Task, Trainer, TrainResult
 
 PRESETS = ("smoke", "small", "paper")
@@ -40,6 +40,8 @@ class Experiment:
     make_task: `(config, mesh) -> Task`, the pieces the shared loop runs.
     reproduce: `(config, preset, out_dir, callback) -> (claims, plots)`; see core/report.
     status: one word for `jaxpapers list` (e.g. "reproduced", "in progress").
+    trainable: False for experiments without a training run (`jaxpapers train` refuses them
+      before touching the workdir).
   """
 
   name: str
@@ -49,6 +51,7 @@ class Experiment:
   make_task: Callable[[Any, jax.sharding.Mesh], Task]
   reproduce: Callable[..., Any]
   status: str = "reproduced"
+  trainable: bool = True
 
   def config(self, preset: str, overrides: list[str] = ()) -> Any:
     """The preset's config with `key=value` overrides applied."""
@@ -166,6 +169,9 @@ def train(experiment: Experiment, config: Any, workdir: Path | None,
   aside (and named in `notices`) and the run starts fresh.
   """
   notices = [] if notices is None else notices
+  if not experiment.trainable:
+    raise UsageError(f"the {experiment.name} experiment has no training run; use `jaxpapers "
+                     f"reproduce {experiment.name}` or `jaxpapers bench {experiment.name}`")
   mesh_lib.make_mesh(config.mesh)  # a mesh that does not fit the devices fails before any write
   if workdir is not None:
     notices.extend(prepare_workdir(workdir, experiment.name, config, overwrite))
