@@ -174,9 +174,8 @@ SMOKE = CrispEditConfig(
                 factor_batches=2, eval_text_batches=2),
     lm_edit=EditConfig(max_steps=20),
     train=TrainConfig(steps=1_500, eval_every=500, log_every=100, checkpoint_every=500))
-# LM: a 1,024-wide MLP and block 0's down projection, edit stopped at loss 0.3 (README, calibration 2).
-SMALL = CrispEditConfig(lm=LMConfig(mlp_width=1_024, edit_layer=0),
-                        lm_edit=EditConfig(energy=0.99, target_loss=0.3))
+# LM: a 1,024-wide MLP and block 0's down projection, the authors' early stop (README, calibration 2).
+SMALL = CrispEditConfig(lm=LMConfig(mlp_width=1_024, edit_layer=0))
 PAPER = CrispEditConfig(
     mlp=MLPConfig(dim=256, hidden=1024, n_train=500_000, n_test=20_000, steps=20_000, edits=200,
                   factor_samples=100_000, seeds=(0, 1, 2)),
