@@ -33,6 +33,7 @@ class MaskStudyConfig:
     heads_per_regime: heads of each regime (uniform, sink, local).
     top_k, top_p: the hybrid's (k, p); the single rules are calibrated to its sparsity.
     second_top_k, second_top_p: a second (k, p) evaluated too (0 = none), as spec 4.3 item 3.
+    seed: seed of the synthetic heads.
   """
 
   grid: tuple[int, ...] = (8, 16, 32)
@@ -44,6 +45,7 @@ class MaskStudyConfig:
   top_p: float = 0.2
   second_top_k: float = 0.0
   second_top_p: float = 0.0
+  seed: int = 0
 
   def __post_init__(self):
     check(len(self.grid) == 3 and all(g >= 1 for g in self.grid), "mask_study.grid", self.grid,

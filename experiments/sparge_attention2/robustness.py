@@ -18,23 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.sparge_attention2.config import MaskStudyConfig
 from jaxpapers.nn import sparse_mask
 
 REGIMES = ("uniform", "sink", "local")
-
-
-@dataclasses.dataclass(frozen=True)
-class RobustnessSetup:
-  """Generator and mask settings of one robustness study (spec 4.1 defaults)."""
-
-  grid: tuple[int, int, int] = (8, 16, 32)
-  dim: int = 64
-  block_q: int = 128
-  block_k: int = 64
-  heads_per_regime: int = 2
-  top_k: float = 0.05
-  top_p: float = 0.2
-  seed: int = 0
 
 
 def _smooth(rng: np.random.Generator, grid: tuple[int, int, int], channels: int) -> np.ndarray:
@@ -46,7 +33,7 @@ def _smooth(rng: np.random.Generator, grid: tuple[int, int, int], channels: int)
   return x.reshape(-1, channels)
 
 
-def make_heads(setup: RobustnessSetup) -> dict[str, list[tuple[np.ndarray, ...]]]:
+def make_heads(setup: MaskStudyConfig) -> dict[str, list[tuple[np.ndarray, ...]]]:
   """(q, k, v) [N, d] float32 of every head, by regime (spec 4.1's generator)."""
   rng = np.random.default_rng(setup.seed)
   n, d = int(np.prod(setup.grid)), setup.dim
@@ -80,7 +67,7 @@ def _masked_error(q, k, v, token_mask):
   return jnp.sum(jnp.abs(approx - exact)) / jnp.sum(jnp.abs(exact))
 
 
-def _scores(heads, setup: RobustnessSetup) -> jax.Array:
+def _scores(heads, setup: MaskStudyConfig) -> jax.Array:
   """Pooled maps Pbar [1, heads, nq, nk] of all heads, in REGIMES order."""
   flat = [h for regime in REGIMES for h in heads[regime]]
   q = jnp.stack([h[0] for h in flat], axis=1)[None]  # [1, N, heads, d]
@@ -115,7 +102,7 @@ def calibrate_topp(scores, target: float, iters: int = 40) -> tuple[float, float
   return p, _sparsity(sparse_mask.select_blocks(scores, top_p=p))
 
 
-def run(setup: RobustnessSetup) -> dict:
+def run(setup: MaskStudyConfig) -> dict:
   """Errors per rule and regime, sparsities and calibrated parameters."""
   heads = make_heads(setup)
   scores = _scores(heads, setup)

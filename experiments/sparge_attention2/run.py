@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments.sparge_attention2 import checks, model, robustness
-from experiments.sparge_attention2.config import PRESETS, SpargeConfig
+from experiments.sparge_attention2.config import PRESETS, MaskStudyConfig, SpargeConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core import report
@@ -29,11 +29,8 @@ from jaxpapers.core.train import Trainer
 from jaxpapers.nn import dit
 
 
-def _setup(config: SpargeConfig, top_k: float, top_p: float) -> robustness.RobustnessSetup:
-  m = config.mask_study
-  return robustness.RobustnessSetup(grid=tuple(m.grid), dim=m.dim, block_q=m.block_q,
-                                    block_k=m.block_k, heads_per_regime=m.heads_per_regime,
-                                    top_k=top_k, top_p=top_p)
+def _setup(config: SpargeConfig, top_k: float, top_p: float) -> MaskStudyConfig:
+  return dataclasses.replace(config.mask_study, top_k=top_k, top_p=top_p)
 
 
 def robustness_claims(config: SpargeConfig, preset: str) -> tuple[list[report.Claim], dict]:
