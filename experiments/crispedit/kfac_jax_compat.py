@@ -12,8 +12,10 @@ with the returned params only. It is applied only when both hold: the installed 
 release known to have the old call (`BROKEN_VERSIONS`), and this JAX's `get_bind_params`
 returns a dict (probed on a plain primitive, not guessed from the version string). kfac-jax's
 callers (`tracer.py`) look the function up as `tgm.eval_jaxpr_eqn` at call time, so replacing
-the module attribute reaches all of them. Used by `experiments/crispedit/bench.py` and its test
-only; nothing in `jaxpapers/` depends on kfac-jax.
+the module attribute reaches all of them. (kfac-jax 0.0.8's `BlockDiagonalCurvature.param_order`,
+used only by its explicit exact estimator, also fails on this JAX, `Var.count` is gone; it is not
+needed here and not patched.) Used only by `experiments/crispedit/bench.py` and
+`tests/optim/test_kfac_vs_kfac_jax.py`; nothing in `jaxpapers/` depends on kfac-jax.
 """
 
 from __future__ import annotations
