@@ -149,6 +149,8 @@ class CrispEditConfig:
     mlp, lm, edit: the two studies and the editors.
     lm_edit: editor settings of the LM study (τ = 0.99 as in the authors' Llama-3-8B config; see
       the calibration in README.md).
+    lm_study_seeds: edit sets of the LM study (edited facts, new objects, factor batches and
+      sampled labels), all on the one base model; the LM claims aggregate over them.
     run_lm: whether reproduce runs the LM study.
     train: the shared loop's settings (steps are taken from mlp/lm in reproduce).
   """
@@ -158,12 +160,14 @@ class CrispEditConfig:
   lm: LMConfig = LMConfig()
   edit: EditConfig = EditConfig()
   lm_edit: EditConfig = EditConfig(energy=0.99)
+  lm_study_seeds: tuple[int, ...] = (0, 1, 2)
   run_lm: bool = True
   train: TrainConfig = TrainConfig(steps=4_000, eval_every=1_000, log_every=100, checkpoint_every=1_000)
   mesh: MeshConfig = MeshConfig()
 
   def __post_init__(self):
     check_choice("task", self.task, ("mlp", "lm"))
+    check(len(self.lm_study_seeds) >= 1, "lm_study_seeds", self.lm_study_seeds, "at least one seed")
 
 
 SMOKE = CrispEditConfig(
@@ -173,9 +177,10 @@ SMOKE = CrispEditConfig(
                 mlp_width=64, steps=40, batch_size=16, edits=4, locality_facts=8,
                 factor_batches=2, eval_text_batches=2),
     lm_edit=EditConfig(max_steps=20),
+    lm_study_seeds=(0,),
     train=TrainConfig(steps=1_500, eval_every=500, log_every=100, checkpoint_every=500))
-# LM: a 1,024-wide MLP and block 0's down projection, the authors' early stop (README, calibration 2).
-SMALL = CrispEditConfig(lm=LMConfig(mlp_width=1_024, edit_layer=0))
+# LM: a 2,048-wide MLP and block 0's down projection, the authors' early stop (README, calibration 3).
+SMALL = CrispEditConfig(lm=LMConfig(mlp_width=2_048, edit_layer=0))
 PAPER = CrispEditConfig(
     mlp=MLPConfig(dim=256, hidden=1024, n_train=500_000, n_test=20_000, steps=20_000, edits=200,
                   factor_samples=100_000, seeds=(0, 1, 2)),

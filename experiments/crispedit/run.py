@@ -78,34 +78,45 @@ def mlp_claims(results: dict[int, dict], preset: str) -> list[report.Claim]:
   ]
 
 
-def lm_claims(study: dict[str, dict], preset: str) -> list[report.Claim]:
-  crisp = study["crispedit"]
+def lm_claims(studies: dict[int, dict], preset: str) -> list[report.Claim]:
+  """LM claims over the edit sets (`lm_study_seeds`): the worst set, or the mean for locality.
+
+  Locality is averaged over the edit sets, as the MLP protocol averages its capability drop over
+  seeds; the per-set drops are written in the claim's statement.
+  """
+  seeds = sorted(studies)
+  get = lambda editor, key: np.asarray([studies[s][editor][key] for s in seeds])
+  tag = f"{len(seeds)} edit set(s)"
   claims = [report.less_than("lm_crispedit_subspace_leak",
-                             "LM: |ΔW - P(ΔW)| / |ΔW| of CrispEdit's applied change (gradient and update projected)",
-                             crisp["subspace_leak"], 1e-3)]
+                             f"LM: |ΔW - P(ΔW)| / |ΔW| of CrispEdit's applied change (gradient and update "
+                             f"projected), max over {tag}", float(get("crispedit", "subspace_leak").max()), 1e-3)]
   if preset == "smoke":
     return claims
-  ft = study["ft"]
-  cost = max(ft["locality_drop_points"] / max(crisp["locality_drop_points"], LOCALITY_FLOOR_POINTS),
-             ft["text_loss_increase_pct"] / max(crisp["text_loss_increase_pct"], TEXT_FLOOR_PCT))
+  crisp_drop, ft_drop = get("crispedit", "locality_drop_points"), get("ft", "locality_drop_points")
+  crisp_text, ft_text = get("crispedit", "text_loss_increase_pct"), get("ft", "text_loss_increase_pct")
+  cost = np.maximum(ft_drop / np.maximum(crisp_drop, LOCALITY_FLOOR_POINTS),
+                    ft_text / np.maximum(crisp_text, TEXT_FLOOR_PCT))
+  per_set = ", ".join(f"{d:.2f}" for d in crisp_drop)
+  base = np.asarray([studies[s]["base"]["locality"] for s in seeds])
   return claims + [
-      report.at_least("lm_base_fact_accuracy", "LM: base accuracy on the locality facts (all templates)",
-                      study["base"]["locality"], 0.9),
-      report.at_least("lm_crispedit_edit_success", "LM: CrispEdit edit success (edit templates)",
-                      crisp["edit_success"], 0.9),
-      report.at_most("lm_crispedit_locality_drop", "LM: CrispEdit locality drop (points, unedited facts)",
-                     crisp["locality_drop_points"], 2.0),
-      report.at_most("lm_crispedit_text_loss_increase", "LM: CrispEdit held-out text-loss increase (%)",
-                     crisp["text_loss_increase_pct"], 1.0, paper_value="< 1% capability drop"),
-      report.at_least("lm_ft_edit_success_matches", "LM: fine-tuning edit success - CrispEdit's",
-                      ft["edit_success"] - crisp["edit_success"], 0.0),
+      report.at_least("lm_base_fact_accuracy", f"LM: base accuracy on the locality facts (all templates), min over {tag}",
+                      float(base.min()), 0.9),
+      report.at_least("lm_crispedit_edit_success", f"LM: CrispEdit edit success (edit templates), min over {tag}",
+                      float(get("crispedit", "edit_success").min()), 0.9),
+      report.at_most("lm_crispedit_locality_drop",
+                     f"LM: CrispEdit locality drop (points, unedited facts), mean over {tag} (per set: {per_set})",
+                     float(crisp_drop.mean()), 2.0),
+      report.at_most("lm_crispedit_text_loss_increase", f"LM: CrispEdit held-out text-loss increase (%), max over {tag}",
+                     float(crisp_text.max()), 1.0, paper_value="< 1% capability drop"),
+      report.at_least("lm_ft_edit_success_matches", f"LM: fine-tuning edit success - CrispEdit's, min over {tag}",
+                      float((get("ft", "edit_success") - get("crispedit", "edit_success")).min()), 0.0),
       report.at_least("lm_ft_cost_ratio",
                       f"LM: FT cost / CrispEdit cost, max of locality drop (floor {LOCALITY_FLOOR_POINTS} pt) "
-                      f"and text-loss increase (floor {TEXT_FLOOR_PCT}%)", cost, 3.0),
+                      f"and text-loss increase (floor {TEXT_FLOOR_PCT}%), min over {tag}", float(cost.min()), 3.0),
   ]
 
 
-def _plot(path: Path, mlp_results: dict, lm_study: dict | None) -> Path:
+def _plot(path: Path, mlp_results: dict, lm_studies: dict[int, dict]) -> Path:
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   editors = ("ft", "a_only", "crispedit")
   seeds = sorted(mlp_results)
@@ -116,14 +127,16 @@ def _plot(path: Path, mlp_results: dict, lm_study: dict | None) -> Path:
   axes[0].set(xticks=np.arange(3) + 0.4 - width / 2, xticklabels=["fine-tune", "A-only", "CrispEdit"],
               ylabel="test-accuracy drop (points)", title="MLP: capability cost of the edits")
   axes[0].legend()
-  if lm_study is not None:
-    present = [e for e in editors if e in lm_study]
+  if lm_studies:
+    present = [e for e in editors if e in next(iter(lm_studies.values()))]
     x = np.arange(len(present))
-    axes[1].bar(x - 0.2, [lm_study[e]["locality_drop_points"] for e in present], 0.4,
+    mean = lambda e, key: np.mean([study[e][key] for study in lm_studies.values()])
+    axes[1].bar(x - 0.2, [mean(e, "locality_drop_points") for e in present], 0.4,
                 label="locality drop (points)")
-    axes[1].bar(x + 0.2, [lm_study[e]["text_loss_increase_pct"] for e in present], 0.4,
+    axes[1].bar(x + 0.2, [mean(e, "text_loss_increase_pct") for e in present], 0.4,
                 label="text-loss increase (%)")
-    axes[1].set(xticks=x, xticklabels=present, title="Tiny LM: cost of editing facts")
+    axes[1].set(xticks=x, xticklabels=present,
+                title=f"Tiny LM: cost of editing facts (mean of {len(lm_studies)} edit sets)")
     axes[1].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -140,16 +153,18 @@ def reproduce(config: CrispEditConfig, preset: str, out_dir: Path, progress):
     editors = ("ft", "crispedit", "a_only") if preset == "smoke" else tuple(mlp.EDITORS)
     mlp_results[seed] = mlp.edit_study(model, config, seed, editors)
   claims = mlp_claims(mlp_results, preset)
-  lm_study = None
+  lm_studies = {}
   if config.run_lm:
     model, final = _train(config, "lm", config.lm.steps, 0, out_dir / "lm", progress, "fact LM")
     editors = ("crispedit",) if preset == "smoke" else tuple(lm.EDITORS)
-    lm_study = lm.edit_study(model, config, 0, editors)
-    lm_study["base"]["train_final"] = final
-    claims += lm_claims(lm_study, preset)
+    for seed in config.lm_study_seeds:
+      lm_studies[seed] = lm.edit_study(model, config, seed, editors)
+      lm_studies[seed]["base"]["train_final"] = final
+    claims += lm_claims(lm_studies, preset)
   (out_dir / "study.json").write_text(json.dumps(
-      {"mlp": {str(k): v for k, v in mlp_results.items()}, "lm": lm_study}, indent=2) + "\n")
-  return claims, [_plot(out_dir / "crispedit.png", mlp_results, lm_study)]
+      {"mlp": {str(k): v for k, v in mlp_results.items()},
+       "lm": {str(k): v for k, v in lm_studies.items()}}, indent=2) + "\n")
+  return claims, [_plot(out_dir / "crispedit.png", mlp_results, lm_studies)]
 
 
 EXPERIMENT = experiment_lib.Experiment(
@@ -159,5 +174,5 @@ EXPERIMENT = experiment_lib.Experiment(
     presets=PRESETS,
     make_task=make_task,
     reproduce=reproduce,
-    status="in progress",
+    status="reproduced",
 )
