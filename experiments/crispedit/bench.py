@@ -21,7 +21,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from jaxpapers import optim
@@ -85,24 +84,8 @@ def _kfac_jax(model: _BenchMLP, batches, ours: optim.KroneckerFactors) -> dict:
     return {"available": False, "reason": f"{type(e).__name__}: {e}"[:200]}
   patched = kfac_jax_compat.patch_kfac_jax()
   head = model.head.kernel[...]
-
-  def loss(params, batch):
-    x = batch["x"]
-    y = kfac_jax.register_dense(x @ params["w"], x, params["w"])
-    logits = jnp.tanh(y) @ head
-    kfac_jax.register_softmax_cross_entropy_loss(logits, batch["targets"])
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]))
-
-  params = {"w": model.layer.kernel[...]}
-  estimator = kfac_jax.BlockDiagonalCurvature(func=loss)
-  rng = jax.random.key(0)
-  state = estimator.init(rng, (params, batches[0]), None, None)
-
-  @jax.jit
-  def update(state, batch):
-    return estimator.update_curvature_matrix_estimate(
-        state, ema_old=1.0, ema_new=1.0, identity_weight=0.0, batch_size=TOKENS, rng=rng,
-        func_args=(params, batch), estimation_mode="fisher_empirical")
+  update, state, factors = kfac_jax_compat.dense_layer_curvature(
+      model.layer.kernel[...], lambda y: jnp.tanh(y) @ head, batches[0], "fisher_empirical")
 
   try:
     seconds = _timed(update, state, batches[0])
@@ -112,8 +95,7 @@ def _kfac_jax(model: _BenchMLP, batches, ours: optim.KroneckerFactors) -> dict:
     return {"available": False, "version": kfac_jax.__version__, "compat_patch": patched,
             "reason": f"kfac-jax {kfac_jax.__version__} failed on jax {jax.__version__}: "
                       f"{type(e).__name__}: {e}"[:300]}
-  block = state.blocks_states[estimator.params_block_index["w"]]
-  a, g = (np.asarray(f.value, np.float64) for f in block.factors)
+  a, g = factors(state)
 
   def rel(ref, other):
     ref = np.asarray(ref, np.float64)

@@ -14,7 +14,6 @@ gradient by √N before its own `/ N`, so its G is ours / N (N = tokens per batc
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -49,31 +48,12 @@ def _batches(tokens: int, count: int):
 
 def _kfac_jax_factors(model: _MLP, batches, mode: str):
   """kfac-jax's (A, G) of `model.layer`, every batch weighted 1 (mean over batches)."""
-  kfac_jax_compat.patch_kfac_jax()
   w_head, b_head = model.head.kernel[...], model.head.bias[...]
-
-  def loss(params, batch):
-    x = batch["x"]
-    y = kfac_jax.register_dense(x @ params["w"], x, params["w"])
-    logits = jnp.tanh(y) @ w_head + b_head
-    kfac_jax.register_softmax_cross_entropy_loss(logits, batch["targets"])
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]))
-
-  params = {"w": model.layer.kernel[...]}
-  estimator = kfac_jax.BlockDiagonalCurvature(func=loss)
-  rng = jax.random.key(0)
-  state = estimator.init(rng, (params, batches[0]), None, None)
-
-  @jax.jit
-  def update(state, batch):
-    return estimator.update_curvature_matrix_estimate(
-        state, ema_old=1.0, ema_new=1.0, identity_weight=0.0, batch_size=batch["x"].shape[0],
-        rng=rng, func_args=(params, batch), estimation_mode=mode)
-
+  update, state, factors = kfac_jax_compat.dense_layer_curvature(
+      model.layer.kernel[...], lambda y: jnp.tanh(y) @ w_head + b_head, batches[0], mode)
   for batch in batches:
     state = update(state, batch)
-  block = state.blocks_states[estimator.params_block_index["w"]]
-  return tuple(np.asarray(f.value, np.float64) for f in block.factors)
+  return factors(state)
 
 
 @pytest.fixture(scope="module")
