@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from experiments.crispedit.run import EXPERIMENT
@@ -81,3 +82,27 @@ def test_factors_of_attention_and_mlp_projections_in_the_lm():
   assert factors["blocks/1/down"].a.shape == (width, width) and factors["blocks/1/down"].g.shape == (d, d)
   assert np.linalg.eigvalsh(np.asarray(factors["blocks/1/down"].g, np.float64)).min() > -1e-6
   assert float(np.trace(factors["blocks/1/down"].g)) > 0
+
+
+def test_lm_claims_take_the_worst_edit_set_and_the_mean_locality():
+  """Small-preset LM claims over edit sets: worst set, except locality (mean), floors on the ratio."""
+  from experiments.crispedit.run import lm_claims  # pylint: disable=g-import-not-at-top
+
+  def study(crisp_drop, crisp_text, crisp_success, ft_drop, ft_text):
+    editor = lambda drop, text, success: {"locality_drop_points": drop, "text_loss_increase_pct": text,
+                                          "edit_success": success, "subspace_leak": 1e-6}
+    return {"base": {"locality": 1.0}, "crispedit": editor(crisp_drop, crisp_text, crisp_success),
+            "ft": editor(ft_drop, ft_text, 1.0), "a_only": editor(0.0, 0.0, 1.0)}
+
+  studies = {0: study(1.0, 0.2, 1.0, 40.0, 3.0), 1: study(2.9, 0.9, 0.95, 20.0, 1.5),
+             2: study(1.6, 0.05, 1.0, 30.0, 2.0)}
+  claims = {c.id: c for c in lm_claims(studies, "small")}
+  assert claims["lm_crispedit_locality_drop"].measured == pytest.approx((1.0 + 2.9 + 1.6) / 3)
+  assert claims["lm_crispedit_locality_drop"].passed  # mean 1.83 <= 2 although set 1 is 2.9
+  assert claims["lm_crispedit_text_loss_increase"].measured == pytest.approx(0.9)
+  assert claims["lm_crispedit_edit_success"].measured == pytest.approx(0.95)
+  assert claims["lm_ft_edit_success_matches"].measured == pytest.approx(0.0)  # min(0, 0.05, 0)
+  # per set: max(40/1, 3/0.2) = 40, max(20/2.9, 1.5/0.9) = 6.9, max(30/1.6, 2/0.1 (floor)) = 20
+  assert claims["lm_ft_cost_ratio"].measured == pytest.approx(20.0 / 2.9)
+  studies[1]["crispedit"]["text_loss_increase_pct"] = 1.2
+  assert not {c.id: c for c in lm_claims(studies, "small")}["lm_crispedit_text_loss_increase"].passed
