@@ -91,10 +91,9 @@ def _stderr(message: str) -> None:
 
 
 def _list() -> int:
-  import experiments  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
   rows = []
-  for name in experiments.EXPERIMENTS:
-    exp = experiments.load_experiment(name)
+  for name, exp in registry.experiments().items():
     rows.append((name, f"arXiv {exp.paper}", ",".join(exp.presets), exp.status, exp.title))
   widths = [max(len(r[i]) for r in rows) for i in range(4)]
   for row in rows:
@@ -103,10 +102,10 @@ def _list() -> int:
 
 
 def _reproduce(args) -> int:
-  import experiments  # pylint: disable=g-import-not-at-top
   from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-  names = list(experiments.EXPERIMENTS) if args.name == "all" else [args.name]
-  exps = [experiments.load_experiment(n) for n in names]
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  names = registry.experiment_names() if args.name == "all" else [args.name]
+  exps = [registry.load_experiment(n) for n in names]
   all_passed = True
   for exp in exps:
     with _Progress(sys.stderr.isatty()) as progress:
@@ -131,8 +130,8 @@ def _train(args) -> int:
         "multi-host needs all three of --coordinator HOST:PORT, --num-processes N, --process-id I")
   experiment_lib.init_distributed(*distributed)
   import jax  # pylint: disable=g-import-not-at-top
-  import experiments  # pylint: disable=g-import-not-at-top
-  exp = experiments.load_experiment(args.name)
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  exp = registry.load_experiment(args.name)
   config = exp.config(args.preset, args.overrides)
   workdir = args.workdir or Path("runs") / f"{args.name}-{args.preset}"
   notices: list[str] = []
@@ -153,8 +152,8 @@ def _train(args) -> int:
 
 
 def _bench(args) -> int:
-  import experiments  # pylint: disable=g-import-not-at-top
-  bench = experiments.load_benchmark(args.name)
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  bench = registry.load_benchmark(args.name)
   try:
     args.out.mkdir(parents=True, exist_ok=True)
   except OSError as e:

@@ -79,7 +79,7 @@ def _kfac_jax(model: _BenchMLP, batches, ours: optim.KroneckerFactors) -> dict:
   """
   try:
     import kfac_jax  # pylint: disable=g-import-not-at-top
-    from experiments.crispedit import kfac_jax_compat  # pylint: disable=g-import-not-at-top
+    from . import kfac_jax_compat  # pylint: disable=g-import-not-at-top
   except Exception as e:  # pylint: disable=broad-except
     return {"available": False, "reason": f"{type(e).__name__}: {e}"[:200]}
   patched = kfac_jax_compat.patch_kfac_jax()

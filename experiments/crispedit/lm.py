@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.crispedit.config import CrispEditConfig, LMConfig
+from .config import CrispEditConfig, LMConfig
 from jaxpapers.core.data import TextSource, stdlib_paths
 from jaxpapers.core.train import Task
 from jaxpapers.editing import crisp_edit

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.crispedit.config import CrispEditConfig, MLPConfig
+from .config import CrispEditConfig, MLPConfig
 from jaxpapers.core.data import ArraySource, BatchIterator
 from jaxpapers.core.train import Task
 from jaxpapers.editing import crisp_edit

@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.crispedit import lm, mlp
-from experiments.crispedit.config import PRESETS, CrispEditConfig
+from . import lm, mlp
+from .config import PRESETS, CrispEditConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.config import TrainConfig
@@ -168,7 +168,7 @@ def reproduce(config: CrispEditConfig, preset: str, out_dir: Path, progress):
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="crispedit",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.15823",
     title="CrispEdit: Low-Curvature Projections for Scalable Non-Destructive LLM Editing",
     presets=PRESETS,
@@ -176,3 +176,5 @@ EXPERIMENT = experiment_lib.Experiment(
     reproduce=reproduce,
     status="reproduced",
 )
+
+BENCHMARKS = {"crispedit": "bench:bench_crispedit"}

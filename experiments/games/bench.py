@@ -11,7 +11,7 @@ import time
 
 import jax
 
-from experiments.games.run import load
+from .run import load
 from jaxpapers import games
 
 CASES = (("kuhn3", 1000), ("leduc2", 1000), ("liars5", 300))

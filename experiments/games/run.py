@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.games.config import GAME_SPECS, PRESETS, GamesConfig
+from .config import GAME_SPECS, PRESETS, GamesConfig
 from jaxpapers import games
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
@@ -228,7 +228,7 @@ def make_task(config, mesh):  # pylint: disable=unused-argument
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="games",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.16928",
     title="Discovering Multiagent Learning Algorithms with LLMs: VAD-CFR and SHOR-PSRO",
     presets=PRESETS,
@@ -237,3 +237,5 @@ EXPERIMENT = experiment_lib.Experiment(
     status="reproduced",
     trainable=False,
 )
+
+BENCHMARKS = {"games": "bench:bench_games"}

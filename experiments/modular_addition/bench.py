@@ -16,8 +16,8 @@ import jax
 import optax
 from flax import nnx
 
-from experiments.modular_addition import model as ma
-from experiments.modular_addition.config import PRESETS
+from . import model as ma
+from .config import PRESETS
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.config import override
 from jaxpapers.core.train import Trainer

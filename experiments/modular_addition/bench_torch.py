@@ -21,9 +21,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.modular_addition import model as ma
-from experiments.modular_addition.bench import _shared_loop  # pylint: disable=protected-access
-from experiments.modular_addition.config import PRESETS, ModularAdditionConfig
+from . import model as ma
+from .bench import _shared_loop  # pylint: disable=protected-access
+from .config import PRESETS, ModularAdditionConfig
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.config import override
 from jaxpapers.core.errors import UsageError

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.modular_addition.config import ModularAdditionConfig
+from .config import ModularAdditionConfig
 from jaxpapers.core import data
 from jaxpapers.core.train import Task
 from jaxpapers.ode import fourier

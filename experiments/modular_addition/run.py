@@ -18,9 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.modular_addition import theory
-from experiments.modular_addition.config import PRESETS, ModularAdditionConfig
-from experiments.modular_addition.model import make_task
+from . import theory
+from .config import PRESETS, ModularAdditionConfig
+from .model import make_task
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
@@ -157,10 +157,12 @@ def reproduce(config: ModularAdditionConfig, preset: str, out_dir: Path, progres
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="modular_addition",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.16849",
     title="On the Mechanism and Dynamics of Modular Addition: Fourier Features, Lottery Ticket, and Grokking",
     presets=PRESETS,
     make_task=make_task,
     reproduce=reproduce,
 )
+
+BENCHMARKS = {"modular_addition": "bench_torch:bench_modular_addition"}

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.modular_addition.config import ModularAdditionConfig
+from .config import ModularAdditionConfig
 from jaxpapers.core import report
 from jaxpapers.ode import dynamics, lottery, mechanism
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.sparge_attention2.data import VideoDataConfig
+from .data import VideoDataConfig
 from jaxpapers.core.config import MeshConfig, TrainConfig, check, check_choice
 from jaxpapers.nn.dit import DiTConfig
 from jaxpapers.nn.sparse_mask import RULES

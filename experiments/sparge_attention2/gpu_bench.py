@@ -20,8 +20,8 @@ faster than cuDNN at N = 32768; ours at 0 % within 1.5x of the Pallas flash kern
 numerical cross-check of ours (all-ones mask) against cuDNN.
 
 Usage:
-  python -m experiments.sparge_attention2.gpu_bench --out gpu_bench.json      # on the GPU
-  python -m experiments.sparge_attention2.gpu_bench --tiny                    # CPU dry run
+  python -m jaxpapers.experiments.sparge_attention2.gpu_bench --out gpu_bench.json      # on the GPU
+  python -m jaxpapers.experiments.sparge_attention2.gpu_bench --tiny                    # CPU dry run
 
 `--tiny` runs the same logic at N = 256, H = 2, d = 64 in float32 with the Pallas kernels in
 interpret mode (cuDNN is skipped off GPU), to check the script before spending GPU time.

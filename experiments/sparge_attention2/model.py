@@ -20,8 +20,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.sparge_attention2 import data as data_lib
-from experiments.sparge_attention2.config import SpargeConfig
+from . import data as data_lib
+from .config import SpargeConfig
 from jaxpapers.core import data
 from jaxpapers.core.train import Task
 from jaxpapers.nn import dit, sparse_mask

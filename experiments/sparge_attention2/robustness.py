@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.sparge_attention2.config import MaskStudyConfig
+from .config import MaskStudyConfig
 from jaxpapers.nn import sparse_mask
 
 REGIMES = ("uniform", "sink", "local")

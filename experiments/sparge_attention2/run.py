@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.sparge_attention2 import checks, model, robustness
-from experiments.sparge_attention2.config import PRESETS, MaskStudyConfig, SpargeConfig
+from . import checks, model, robustness
+from .config import PRESETS, MaskStudyConfig, SpargeConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core import report
@@ -194,7 +194,7 @@ def reproduce(config: SpargeConfig, preset: str, out_dir: Path, progress):
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="sparge_attention2",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.13515",
     title="SpargeAttention2: hybrid Top-k+Top-p block masks, block-sparse attention and velocity "
           "distillation",
@@ -203,3 +203,5 @@ EXPERIMENT = experiment_lib.Experiment(
     reproduce=reproduce,
     status="in progress",
 )
+
+BENCHMARKS = {"sparge_attention2": "bench:bench_sparge_attention2"}

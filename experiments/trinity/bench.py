@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from experiments.trinity.bench_moe import bench_moe
-from experiments.trinity.bench_muon import bench_muon
+from .bench_moe import bench_moe
+from .bench_muon import bench_muon
 
 
 def bench_trinity():

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.trinity.config import TrinityConfig
+from .config import TrinityConfig
 from jaxpapers import optim
 from jaxpapers.core import documents, mesh as mesh_lib
 from jaxpapers.core.rsdb import RSDB, SequentialPacker

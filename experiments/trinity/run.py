@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.trinity import router_sim, rsdb_study
-from experiments.trinity.config import PRESETS, TrinityConfig
-from experiments.trinity.model import make_task
+from . import router_sim, rsdb_study
+from .config import PRESETS, TrinityConfig
+from .model import make_task
 from jaxpapers import optim
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
@@ -182,10 +182,12 @@ def reproduce(config: TrinityConfig, preset: str, out_dir: Path, progress):
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="trinity",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.17004",
     title="Arcee Trinity Large Technical Report: SMEBU, Muon, RSDB and the AFMoE block",
     presets=PRESETS,
     make_task=make_task,
     reproduce=reproduce,
 )
+
+BENCHMARKS = {"trinity": "bench:bench_trinity"}

@@ -10,9 +10,9 @@ for N in {2k, 8k, 32k}; reports the squared kernel's time over Pallas flash's (t
 Then the chunked form (chunk 128) against the squared kernel (forward) at N in {8k, 32k}, and
 the decode step (recurrent state vs KV cache) at contexts 1k-128k.
 
-Usage (GPU): `python -m experiments.two_mamba.gpu_bench --out gpu_bench.json`
+Usage (GPU): `python -m jaxpapers.experiments.two_mamba.gpu_bench --out gpu_bench.json`
 CPU dry run of the same logic at a tiny size (interpret mode, no cuDNN):
-`python -m experiments.two_mamba.gpu_bench --tiny`
+`python -m jaxpapers.experiments.two_mamba.gpu_bench --tiny`
 """
 
 from __future__ import annotations

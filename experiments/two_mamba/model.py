@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.two_mamba.config import TwoMambaConfig
+from .config import TwoMambaConfig
 from jaxpapers.core import data as data_lib
 from jaxpapers.core.train import Task
 from jaxpapers.nn.attention import RMSNorm

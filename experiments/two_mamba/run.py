@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.two_mamba import checks
-from experiments.two_mamba.config import PRESETS, TwoMambaConfig
-from experiments.two_mamba.model import make_task
+from . import checks
+from .config import PRESETS, TwoMambaConfig
+from .model import make_task
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.config import TrainConfig
@@ -173,7 +173,7 @@ def reproduce(config: TwoMambaConfig, preset: str, out_dir: Path, progress):
 
 
 EXPERIMENT = experiment_lib.Experiment(
-    name="two_mamba",
+    name=experiment_lib.folder_name(__name__),
     paper="2602.17363",
     title="2Mamba2Furious: Linear in Complexity, Competitive in Accuracy",
     presets=PRESETS,
@@ -181,3 +181,5 @@ EXPERIMENT = experiment_lib.Experiment(
     reproduce=reproduce,
     status="in progress",
 )
+
+BENCHMARKS = {"two_mamba": "bench:bench_two_mamba"}

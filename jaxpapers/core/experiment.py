@@ -28,12 +28,24 @@ from jaxpapers.core.train import Task, Trainer, TrainResult
 PRESETS = ("smoke", "small", "paper")
 
 
+def folder_name(module_name: str) -> str:
+  """The registry name of the experiment whose module is `module_name`: its folder's name.
+
+  `run.py` builds its experiment with `name=folder_name(__name__)`, so the name cannot drift
+  from the folder (`jaxpapers.experiments.<folder>.run` -> `<folder>`).
+  """
+  parts = module_name.split(".")
+  if "experiments" not in parts[:-1]:
+    raise ValueError(f"{module_name!r} is not a module of an experiment folder")
+  return parts[parts.index("experiments") + 1]
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """A paper's experiment as the CLI sees it.
 
   Attributes:
-    name: registry name (`jaxpapers train NAME`).
+    name: registry name (`jaxpapers train NAME`): the folder's name, `folder_name(__name__)`.
     paper: arXiv id.
     title: paper title.
     presets: preset name -> config (a frozen dataclass with `train` and `mesh` fields).

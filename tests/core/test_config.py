@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments.modular_addition.config import PRESETS, ModularAdditionConfig
+from jaxpapers.experiments.modular_addition.config import PRESETS, ModularAdditionConfig
 from jaxpapers.core import config as config_lib
 from jaxpapers.core.errors import ConfigError
 

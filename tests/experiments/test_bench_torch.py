@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.modular_addition import bench_torch
-from experiments.modular_addition.config import PRESETS
+from jaxpapers.experiments.modular_addition import bench_torch
+from jaxpapers.experiments.modular_addition.config import PRESETS
 from jaxpapers import cli
 from jaxpapers.core.errors import UsageError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.crispedit.run import EXPERIMENT
+from jaxpapers.experiments.crispedit.run import EXPERIMENT
 from jaxpapers import optim
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.editing import crisp_edit
@@ -62,7 +62,7 @@ def test_crisp_edit_moves_only_the_layer_inside_the_subspace():
 
 def test_factors_of_attention_and_mlp_projections_in_the_lm():
   """Taps work on the LM's attention (qkv) and MLP (down) projections: A from their inputs."""
-  from experiments.crispedit import lm  # pylint: disable=g-import-not-at-top
+  from jaxpapers.experiments.crispedit import lm  # pylint: disable=g-import-not-at-top
   from jaxpapers.nn.embedding import embed_lookup  # pylint: disable=g-import-not-at-top
   config = EXPERIMENT.config("smoke").lm
   facts = lm.make_facts(config)
@@ -86,7 +86,7 @@ def test_factors_of_attention_and_mlp_projections_in_the_lm():
 
 def test_lm_claims_take_the_worst_edit_set_and_the_mean_locality():
   """Small-preset LM claims over edit sets: worst set, except locality (mean), floors on the ratio."""
-  from experiments.crispedit.run import lm_claims  # pylint: disable=g-import-not-at-top
+  from jaxpapers.experiments.crispedit.run import lm_claims  # pylint: disable=g-import-not-at-top
 
   def study(crisp_drop, crisp_text, crisp_success, ft_drop, ft_text):
     editor = lambda drop, text, success: {"locality_drop_points": drop, "text_loss_increase_pct": text,

@@ -7,9 +7,9 @@ import optax
 import pytest
 from flax import nnx
 
-from experiments.modular_addition import model as ma
-from experiments.modular_addition.config import PRESETS
-from experiments.modular_addition.run import EXPERIMENT
+from jaxpapers.experiments.modular_addition import model as ma
+from jaxpapers.experiments.modular_addition.config import PRESETS
+from jaxpapers.experiments.modular_addition.run import EXPERIMENT
 from jaxpapers.core.experiment import reproduce
 
 REPORT_KEYS = {"experiment", "paper", "preset", "passed", "claims", "wall_seconds", "backend",

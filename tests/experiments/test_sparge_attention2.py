@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from experiments.sparge_attention2 import bench
-from experiments.sparge_attention2 import data as data_lib
-from experiments.sparge_attention2.run import EXPERIMENT
+from jaxpapers.experiments.sparge_attention2 import bench
+from jaxpapers.experiments.sparge_attention2 import data as data_lib
+from jaxpapers.experiments.sparge_attention2.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core.errors import ConfigError
 

@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 
-from experiments.trinity.run import EXPERIMENT
+from jaxpapers.experiments.trinity.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
 
 

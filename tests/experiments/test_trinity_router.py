@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.trinity import router_sim
+from jaxpapers.experiments.trinity import router_sim
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.trinity import rsdb_study
+from jaxpapers.experiments.trinity import rsdb_study
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.two_mamba import checks, gpu_bench
-from experiments.two_mamba.bench import quadratic_blocked
-from experiments.two_mamba.model import KEY_HIGH, KEY_LOW, VALUE_LOW, recall_batch
-from experiments.two_mamba.run import EXPERIMENT
+from jaxpapers.experiments.two_mamba import checks, gpu_bench
+from jaxpapers.experiments.two_mamba.bench import quadratic_blocked
+from jaxpapers.experiments.two_mamba.model import KEY_HIGH, KEY_LOW, VALUE_LOW, recall_batch
+from jaxpapers.experiments.two_mamba.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
 from kernels_pallas.second_order_attention import reference
 

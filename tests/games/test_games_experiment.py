@@ -2,7 +2,7 @@
 
 import json
 
-from experiments.games.run import EXPERIMENT
+from jaxpapers.experiments.games.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
 
 

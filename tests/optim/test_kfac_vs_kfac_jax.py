@@ -21,7 +21,7 @@ from jaxpapers import optim
 
 kfac_jax = pytest.importorskip("kfac_jax")
 
-from experiments.crispedit import kfac_jax_compat  # pylint: disable=wrong-import-position
+from jaxpapers.experiments.crispedit import kfac_jax_compat  # pylint: disable=wrong-import-position
 
 D_IN, D_OUT, CLASSES = 5, 7, 4
 
