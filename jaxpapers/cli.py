@@ -30,16 +30,20 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="jaxpapers", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-  commands.add_parser("list", help="every experiment with its paper, presets and status")
+  commands.add_parser("list", help="every experiment with its paper, presets, stages and status")
 
   reproduce = commands.add_parser("reproduce", help="run an experiment's claims; write a report")
   reproduce.add_argument("name", help="experiment name, or `all`")
   reproduce.add_argument("--preset", default="small", choices=("smoke", "small", "paper"))
   reproduce.add_argument("--out", default="runs", type=Path, help="parent of NAME/report.json")
+  reproduce.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="config overrides (with `all`: applied to every experiment)")
 
   train = commands.add_parser("train", help="a resumable training run")
   train.add_argument("name", help="experiment name")
   train.add_argument("--preset", default="small", choices=("smoke", "small", "paper"))
+  train.add_argument("--stage", help="stage of a multi-stage experiment, trained in WORKDIR/STAGE "
+                     "after the stages it needs (default: the last; `jaxpapers list` names them)")
   train.add_argument("--workdir", type=Path, help="default: runs/NAME-PRESET")
   train.add_argument("--overwrite", action="store_true",
                      help="move a workdir holding a different run aside instead of refusing")
@@ -92,24 +96,34 @@ def _stderr(message: str) -> None:
 
 def _list() -> int:
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
-  rows = []
+  rows = [("name", "paper", "presets", "stages", "status", "title")]
   for name, exp in registry.experiments().items():
-    rows.append((name, f"arXiv {exp.paper}", ",".join(exp.presets), exp.status, exp.title))
-  widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    stages = ",".join(exp.stage_names) or "(no training)"
+    rows.append((name, f"arXiv {exp.paper}", ",".join(exp.presets), stages, exp.status, exp.title))
+  widths = [max(len(r[i]) for r in rows) for i in range(5)]
   for row in rows:
-    print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
   return 0
 
 
 def _reproduce(args) -> int:
   from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
   names = registry.experiment_names() if args.name == "all" else [args.name]
   exps = [registry.load_experiment(n) for n in names]
+  for exp in exps:  # every override must fit every experiment before anything runs
+    try:
+      exp.config(args.preset, args.overrides)
+    except ConfigError as e:
+      if args.name != "all":
+        raise
+      raise UsageError(f"the overrides do not fit experiment {exp.name}: {e}; nothing was run") from None
   all_passed = True
   for exp in exps:
     with _Progress(sys.stderr.isatty()) as progress:
-      record = experiment_lib.reproduce(exp, args.preset, args.out, progress)
+      record = experiment_lib.reproduce(exp, args.preset, args.out, progress, args.overrides,
+                                        notify=lambda m: _stderr(f"jaxpapers: {m}"))
     all_passed &= record["passed"]
     for claim in record["claims"]:
       mark = "pass" if claim["passed"] else "FAIL"
@@ -134,17 +148,21 @@ def _train(args) -> int:
   exp = registry.load_experiment(args.name)
   config = exp.config(args.preset, args.overrides)
   workdir = args.workdir or Path("runs") / f"{args.name}-{args.preset}"
-  notices: list[str] = []
-  show = jax.process_index() == 0 and not args.no_progress and sys.stderr.isatty()
+  main_process = jax.process_index() == 0
+  show = main_process and not args.no_progress and sys.stderr.isatty()
+
+  def notify(message: str) -> None:
+    if main_process:
+      _stderr(f"jaxpapers: {message}")
+
   with _Progress(show) as progress:
-    result = experiment_lib.train(exp, config, workdir, args.overwrite,
-                                  progress(args.name, config.train.steps), notices)
-  if jax.process_index() == 0:
-    for notice in notices:
-      _stderr(f"jaxpapers: {notice}")
+    run = experiment_lib.train(exp, config, workdir, args.overwrite, progress, notify, args.stage)
+  result = run.result
+  if main_process:
     if not result.completed:
+      where = run.workdir if run.workdir is not None else workdir
       _stderr(f"jaxpapers: stopped by SIGTERM at step {result.step}; checkpoint saved in "
-              f"{workdir}; run the same command to resume")
+              f"{where}; run the same command to resume")
       return EXIT_STOPPED
     print(json.dumps({"step": result.step, "final_metrics": result.final_metrics,
                       "params_checksum": result.params_checksum}))
@@ -152,6 +170,7 @@ def _train(args) -> int:
 
 
 def _bench(args) -> int:
+  from jaxpapers.core import bench as bench_lib  # pylint: disable=g-import-not-at-top
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
   bench = registry.load_benchmark(args.name)
   try:
@@ -162,8 +181,9 @@ def _bench(args) -> int:
   widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
   for row in rows:
     print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+  bench_lib.check_record(record, args.name)  # every bench_NAME.json has the shared schema
   path = args.out / f"bench_{args.name}.json"
-  path.write_text(json.dumps(record, indent=2) + "\n")
+  path.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
   print(f"wrote {path}")
   return 0
 
@@ -171,7 +191,7 @@ def _bench(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
-  if args.command == "train":  # `key=value` overrides may follow options
+  if args.command in ("train", "reproduce"):  # `key=value` overrides may follow options
     args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
     extra = [e for e in extra if e not in args.overrides]
   if extra:

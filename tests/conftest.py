@@ -1,13 +1,46 @@
-"""Test set-up: 8 fake CPU devices (before any device is touched)."""
+"""Test set-up: 8 fake CPU devices (before any device is touched).
+
+XLA's CPU thread pool is sized for them by `import jaxpapers`, as in a user's process: no
+test-only variable (jaxpapers/_cpu_pool.py).
+"""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# XLA sizes its CPU thread pool by the core count; with several fake devices on a 2-core machine a
-# jitted all-reduce can wait forever for a device thread (seen with jax 0.10.2). A pool at least as
-# large as the device count avoids it (see jaxpapers.core.testing.cli_env for subprocesses).
-os.environ.setdefault("NPROC", str(max(8, os.cpu_count() or 1)))
 
 import jax  # pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+import jaxpapers  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+  """`smoke_report(name)`: experiment NAME's smoke reproduction, run at most once per session.
+
+  Returns an object with `record` (report.json's record), `folder` (its report folder) and
+  `overrides`. The registry-parametrized test of tests/test_house_rules.py and the tests of a
+  paper's own smoke results share this one run. It runs on one device (`mesh.data=1`), as
+  `jaxpapers reproduce NAME --preset smoke` does on a one-device machine.
+  """
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+
+  from jaxpapers.core import experiment, registry  # pylint: disable=g-import-not-at-top
+  runs = {}
+
+  def run(name: str):
+    if name not in runs:
+      runs[name] = None  # a failed run is not repeated by the next test that asks for it
+      exp = registry.load_experiment(name)
+      overrides = ["mesh.data=1"] if hasattr(exp.presets["smoke"], "mesh") else []
+      out = tmp_path_factory.mktemp(f"smoke_{name}")
+      record = experiment.reproduce(exp, "smoke", out, overrides=overrides)
+      runs[name] = SimpleNamespace(record=record, folder=out / name, overrides=overrides)
+    if runs[name] is None:
+      pytest.fail(f"the smoke reproduction of {name} raised earlier in this session (see that test)")
+    return runs[name]
+
+  return run

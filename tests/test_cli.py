@@ -1,15 +1,22 @@
-"""End-to-end tests of the `jaxpapers` command: bad input, workdir rules, checkpoint refusal.
+"""End-to-end tests of the `jaxpapers` command: bad input, workdir rules, checkpoint refusal,
+`list` with stages, `reproduce` overrides, and one run per workdir (the lock).
 
 Every test runs the CLI in a subprocess (one fake CPU device) in its own tmp_path. The contract
 (ARCHITECTURE.md section 3): bad input prints one line `jaxpapers: error: ...` on stderr, exits
-with code 2, shows no traceback, and loses or overwrites nothing already saved.
+with code 2, shows no traceback, and loses or overwrites nothing already saved. A workdir in use
+by a live run is refused the same way, naming the running process's host and pid.
 """
 
+import collections
 import hashlib
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +111,19 @@ BAD_INPUT = [
     pytest.param(["train", "games", "--preset", "smoke", "--workdir", "{w}"],
                  ["games", "no training run", "jaxpapers reproduce games"],
                  id="train-experiment-without-training"),
+    pytest.param(["train", "sparge_attention2", "--preset", "smoke", "--stage", "pupil",
+                  "--workdir", "{w}"], ["unknown stage 'pupil'", "teacher, fm_finetune, student"],
+                 id="train-unknown-stage"),
+    pytest.param(["train", *SMOKE, "--stage", "teacher", "--workdir", "{w}"],
+                 ["unknown stage 'teacher'", "modular_addition", "train"],
+                 id="train-stage-of-a-single-stage-experiment"),
+    pytest.param(["reproduce", "modular_addition", "--preset", "smoke", "--out", "{w}", "lr=fast"],
+                 ["lr=", "fast", "float"], id="reproduce-wrong-type-override"),
+    pytest.param(["reproduce", "all", "--preset", "smoke", "--out", "{w}", "bogus.field=1"],
+                 ["experiment crispedit", "unknown config field 'bogus.field'", "nothing was run"],
+                 id="reproduce-all-unknown-field"),
+    pytest.param(["reproduce", "all", "--preset", "smoke", "--out", "{w}", "train.seed=1"],
+                 ["experiment crispedit", "train.seed"], id="reproduce-all-field-unknown-to-some"),
 ]
 
 
@@ -117,13 +137,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, hints):
   assert not (tmp_path / "runs").exists()
 
 
-def test_list_names_modular_addition_and_its_paper(tmp_path):
-  """`jaxpapers list` shows the experiment with its arXiv id."""
+def test_list_names_each_experiment_with_its_paper_and_stages(tmp_path):
+  """`jaxpapers list` shows every experiment with its arXiv id, presets and stages."""
   proc = _jaxpapers("list", cwd=tmp_path)
   assert proc.returncode == 0, proc.stderr
-  assert "modular_addition" in proc.stdout
-  assert "2602.16849" in proc.stdout
   assert "Traceback" not in proc.stderr
+  rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.strip()}
+  assert rows["name"][:5] == ["name", "paper", "presets", "stages", "status"]
+  assert rows["modular_addition"][1:5] == ["arXiv", "2602.16849", "smoke,small,paper", "train"]
+  assert rows["sparge_attention2"][4] == "teacher,fm_finetune,student"
+  assert rows["games"][4:6] == ["(no", "training)"]
 
 
 def test_workdir_is_a_file(tmp_path):
@@ -242,3 +265,91 @@ def test_foreign_checkpoint_is_refused_untouched(trained_base, tmp_path, edit, h
   proc = _jaxpapers(*_train_args(workdir), cwd=tmp_path)
   _assert_usage_error(proc, str(workdir / "checkpoints" / "200"), hint)
   assert _snapshot(workdir) == before
+
+
+def test_reproduce_applies_and_records_overrides(tmp_path):
+  """`reproduce NAME key=value ...`: the overrides take effect and report.json lists them verbatim."""
+  overrides = ["rps_check=false", "algorithms=vad_cfr,cfr_plus,dcfr"]
+  proc = _jaxpapers("reproduce", "games", "--preset", "smoke", "--out", tmp_path / "out", *overrides,
+                    cwd=tmp_path, timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  record = json.loads((tmp_path / "out" / "games" / "report.json").read_text())
+  assert record["overrides"] == overrides
+  ids = [c["id"] for c in record["claims"]]
+  assert ids and not any(i.startswith("hyb_rps_") for i in ids)  # rps_check=false took effect
+  assert not (tmp_path / "out" / "games" / "run.lock").exists()
+
+
+def _live_process() -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def _lock_record(pid: int, host: str | None = None, started: float = 0.0) -> dict:
+  """A lock record naming `pid` (on this host with its real start time, unless `host`)."""
+  if host is None:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+    return {"host": socket.gethostname(), "pid": pid, "start_ticks": ticks, "started": started,
+            "token": "other-run"}
+  return {"host": host, "pid": pid, "started": started, "token": "other-run"}
+
+
+def test_second_run_on_a_locked_workdir_is_refused_untouched(trained_base, tmp_path):
+  """A workdir held by a live process: one line naming its host and pid, exit 2, every byte kept."""
+  workdir = _copy_base(trained_base, tmp_path)
+  holder = _live_process()
+  try:
+    (workdir / "run.lock").write_text(json.dumps(_lock_record(holder.pid)))
+    before = _snapshot(workdir)
+    for args in (_train_args(workdir), _train_args(workdir, "train.steps=300", "--overwrite")):
+      proc = _jaxpapers(*args, cwd=tmp_path)
+      _assert_usage_error(proc, str(workdir), "in use by", f"process {holder.pid}",
+                          f"host {socket.gethostname()}")
+      assert _snapshot(workdir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # --overwrite moved nothing
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_stale_lock_of_another_host_is_taken_over(trained_base, tmp_path):
+  """A lock whose heartbeat stopped long ago on another host: taken over with a notice."""
+  workdir = _copy_base(trained_base, tmp_path)
+  lock = workdir / "run.lock"
+  lock.write_text(json.dumps(_lock_record(4242, host="elsewhere.example")))
+  os.utime(lock, (1_000_000_000, 1_000_000_000))  # heartbeat in 2001
+  proc = _jaxpapers(*_train_args(workdir), cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  notes = [line for line in proc.stderr.splitlines() if "took over the lock" in line]
+  assert len(notes) == 1 and "process 4242 on host elsewhere.example" in notes[0], proc.stderr
+  assert "already trained to step 200" in proc.stderr  # nothing was retrained
+  summary = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert summary == json.loads((workdir / "summary.json").read_text())
+  assert not lock.exists()
+
+
+def test_concurrent_train_is_refused_while_the_first_run_goes_on(tmp_path):
+  """The issue's scenario: a second `train` on a running workdir is refused; the first is unharmed."""
+  workdir = tmp_path / "w"
+  args = ["train", *SMOKE, "--workdir", workdir, "train.steps=1000000", "train.checkpoint_every=500",
+          "train.eval_every=500", "train.log_every=500"]
+  first = subprocess.Popen([sys.executable, "-m", "jaxpapers.cli", *map(str, args)], cwd=tmp_path,
+                           env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.monotonic() + 180
+    while not (workdir / "metrics.jsonl").exists() and first.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.1)
+    assert first.poll() is None, first.communicate()
+    second = _jaxpapers(*args, cwd=tmp_path)
+    assert first.poll() is None, "the first run ended while the second was refused"
+    _assert_usage_error(second, str(workdir), f"process {first.pid} on host")
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+  finally:
+    if first.poll() is None:
+      first.kill()
+      first.wait()
+  assert first.returncode == 143, err
+  assert not (workdir / "run.lock").exists()  # released on the way out of a SIGTERM stop
+  steps = [(r["kind"], r["step"]) for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())]
+  assert all(n == 1 for n in collections.Counter(steps).values()), steps

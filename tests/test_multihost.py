@@ -70,3 +70,4 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   assert abs(got["final_metrics"]["train_loss"] - expected["final_metrics"]["train_loss"]) <= 1e-5
   assert got["params_checksum"] == expected["params_checksum"]
   assert sorted(p.name for p in (multi_dir / "checkpoints").iterdir()) == [str(STEPS)]
+  assert not (multi_dir / "run.lock").exists()  # process 0 held the run's one lock, and released it

@@ -2,7 +2,9 @@
 
 The contract (ARCHITECTURE.md section 3): re-running the same command after an interruption
 continues from the last checkpoint and ends with bit-identical parameters to an uninterrupted
-run. Each test kills a 1,500-step smoke run once a checkpoint at step >= 300 is committed.
+run. The single-stage tests kill a 1,500-step smoke run once a checkpoint at step >= 300 is
+committed (and the rerun takes over the lock the killed process left); the staged test kills
+sparge_attention2's student in the middle, after its teacher finished.
 """
 
 import collections
@@ -108,9 +110,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference, tmp_path):
   assert rc == -signal.SIGKILL, (rc, stderr)
   latest = max(_committed_steps(workdir))
   assert 300 <= latest < STEPS
+  killed_pid = json.loads((workdir / "run.lock").read_text())["pid"]  # left behind by SIGKILL
   summary, proc = _train(workdir)
   resumed = re.findall(r"resumed from the checkpoint of step (\d+)", proc.stderr)
   assert resumed == [str(latest)], proc.stderr
+  assert re.search(rf"took over the lock of workdir .* from process {killed_pid} on host .*: that "
+                   "process is gone", proc.stderr), proc.stderr
+  assert not (workdir / "run.lock").exists()
   _assert_same_as_reference(workdir, summary, reference)
 
 
@@ -128,3 +134,70 @@ def test_resume_after_sigterm_matches_uninterrupted_run(reference, tmp_path):
   summary, proc = _train(workdir)
   assert f"resumed from the checkpoint of step {step}" in proc.stderr, proc.stderr
   _assert_same_as_reference(workdir, summary, reference)
+
+
+# ---- a staged experiment: sparge_attention2's student after its teacher ----
+
+STAGED = ["sparge_attention2", "--preset", "smoke", "--stage", "student", "--no-progress",
+          "teacher.steps=6", "teacher.checkpoint_every=3", "student.steps=30",
+          "student.checkpoint_every=5"]
+
+
+def _staged(workdir: Path) -> list[str]:
+  return [sys.executable, "-m", "jaxpapers.cli", "train", *STAGED, "--workdir", str(workdir)]
+
+
+def _run_staged(workdir: Path) -> tuple[dict, str]:
+  proc = subprocess.run(_staged(workdir), cwd=workdir.parent, env=cli_env(), capture_output=True,
+                        text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr
+  assert "Traceback" not in proc.stderr, proc.stderr
+  summary = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert json.loads((workdir / "student" / "summary.json").read_text()) == summary
+  return summary, proc.stderr
+
+
+def _kill_once_committed(workdir: Path, stage: str, at_least: int) -> int:
+  """Starts the staged command and SIGKILLs it once `stage` committed a checkpoint >= at_least."""
+  with open(workdir.parent / f"{workdir.name}.{stage}.stderr", "w") as err:
+    proc = subprocess.Popen(_staged(workdir), cwd=workdir.parent, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+      deadline = time.monotonic() + 400
+      while proc.poll() is None and time.monotonic() < deadline:
+        if any(s >= at_least for s in _committed_steps(workdir / stage)):
+          proc.kill()
+          break
+        time.sleep(0.02)
+      rc = proc.wait(timeout=120)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  assert rc == -signal.SIGKILL, (rc, (workdir.parent / f"{workdir.name}.{stage}.stderr").read_text())
+  assert not (workdir / stage / "summary.json").exists(), f"{stage} finished before the kill"
+  return max(_committed_steps(workdir / stage))
+
+
+def test_staged_run_killed_mid_student_ends_as_an_uninterrupted_one(tmp_path):
+  """`train sparge_attention2 --stage student` trains the teacher, then the student in W/student;
+  SIGKILL mid-student, then the same command: the teacher is restored (not retrained), the
+  student resumes, and its checksum equals an uninterrupted run's."""
+  reference, _ = _run_staged(tmp_path / "reference")
+  assert reference["step"] == 30
+  assert json.loads((tmp_path / "reference" / "teacher" / "summary.json").read_text())["step"] == 6
+
+  workdir = tmp_path / "w"
+  student_step = _kill_once_committed(workdir, "student", 5)
+  assert 5 <= student_step < 30
+  assert json.loads((workdir / "teacher" / "summary.json").read_text())["step"] == 6
+  summary, stderr = _run_staged(workdir)
+  assert "stage teacher: already trained to step 6" in stderr, stderr
+  assert f"stage student: resumed from the checkpoint of step {student_step}" in stderr, stderr
+  assert "took over the lock" in stderr
+  assert summary["params_checksum"] == reference["params_checksum"]
+  assert summary["final_metrics"] == reference["final_metrics"]
+  for stage in ("teacher", "student"):
+    records = [(r["kind"], r["step"]) for r in _records(workdir / stage)]
+    assert records == [(r["kind"], r["step"]) for r in _records(tmp_path / "reference" / stage)]
+  assert sorted(p.name for p in workdir.iterdir()) == ["config.json", "student", "teacher"]

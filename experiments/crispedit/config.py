@@ -1,9 +1,11 @@
-"""Config and presets of the CrispEdit experiment (arXiv 2602.15823; spec sections 4.1-4.2).
+"""Config and presets of the CrispEdit experiment (arXiv 2602.15823).
+
+The MLP protocol and the LM study are our CPU-scale protocol, see experiments/crispedit/README.md.
 
 Presets:
-  smoke: spec 4.2's tiny MLP protocol (one seed) and a tiny fact-editing LM (update-in-subspace
+  smoke: the tiny CI version of the MLP protocol (one seed) and a tiny fact-editing LM (update-in-subspace
     check only); the test suite's run.
-  small: spec 4.1's MLP protocol on 3 seeds and the 2-layer transformer LM fact-editing study
+  small: the MLP protocol on 3 seeds and the 2-layer transformer LM fact-editing study
     (synthetic facts mixed with standard-library text); the `jaxpapers reproduce` run.
   paper: the same two studies at a larger scale for an accelerator (the paper's own setting,
     Llama-3-8B with 3,000 ZsRE edits, is out of reach of this repository's data policy).
@@ -20,7 +22,7 @@ PROJECT_MODES = ("gradient", "update", "both")
 
 @dataclasses.dataclass(frozen=True)
 class EditConfig:
-  """The editors' shared settings (spec 1.4-1.6).
+  """The editors' shared settings (energy rule, projection and loop of the authors' code).
 
   Attributes:
     energy: fraction of each layer's curvature trace removed (CrispEdit and the A-only baseline).
@@ -49,17 +51,20 @@ class EditConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MLPConfig:
-  """Spec 4.1: a Gaussian-mixture classifier, K edits of its second layer.
+  """The MLP protocol: a Gaussian-mixture classifier, K edits of its second layer.
 
   Attributes:
     dim, hidden, classes: MLP dim -> tanh(hidden) -> tanh(hidden) -> classes.
     mean_std: class means ~ N(0, mean_std² I); inputs x = μ_y + N(0, I).
     n_train, n_test: examples.
-    steps, batch_size, lr: Adam training of the base model.
+    batch_size, lr: Adam training of the base model.
     edits: number K of relabelled fresh points.
     gen_copies, gen_noise: noisy copies of each edit point (generalization set).
     factor_samples: training inputs of the K-FAC factors.
-    seeds: one base model, data set and edit set per seed.
+    num_seeds: `reproduce` runs the protocol on seeds train.seed, train.seed + 1, ...: one base
+      model, data set and edit set per seed.
+    train: the base model's training loop (`jaxpapers train crispedit task=mlp` trains seed
+      train.seed).
   """
 
   dim: int = 64
@@ -68,22 +73,26 @@ class MLPConfig:
   mean_std: float = 0.3
   n_train: int = 50_000
   n_test: int = 5_000
-  steps: int = 4_000
   batch_size: int = 256
   lr: float = 1e-3
   edits: int = 20
   gen_copies: int = 10
   gen_noise: float = 0.3
   factor_samples: int = 8_000
-  seeds: tuple[int, ...] = (0, 1, 2)
+  num_seeds: int = 3
+  train: TrainConfig = TrainConfig(steps=4_000, eval_every=1_000, log_every=200, checkpoint_every=1_000)
 
   def __post_init__(self):
-    for name in ("dim", "hidden", "n_train", "n_test", "steps", "batch_size", "edits",
-                 "gen_copies", "factor_samples"):
+    for name in ("dim", "hidden", "n_train", "n_test", "batch_size", "edits", "gen_copies",
+                 "factor_samples", "num_seeds"):
       check(getattr(self, name) >= 1, f"mlp.{name}", getattr(self, name), ">= 1")
     check(self.classes >= 2, "mlp.classes", self.classes, ">= 2")
     check(self.mean_std > 0, "mlp.mean_std", self.mean_std, "> 0")
-    check(len(self.seeds) >= 1, "mlp.seeds", self.seeds, "at least one seed")
+
+  @property
+  def seeds(self) -> tuple[int, ...]:
+    """The seeds of `reproduce`'s base models."""
+    return tuple(self.train.seed + i for i in range(self.num_seeds))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +107,12 @@ class LMConfig:
     subjects, relations, objects_per_relation: the fact table (subjects x relations facts).
     d_model, num_heads, num_layers, mlp_width: the transformer.
     seq_len: tokens per training row.
-    steps, batch_size, fact_fraction, lr, warmup_steps: pre-training.
+    batch_size, fact_fraction, lr, warmup_steps: pre-training (cosine decay over train.steps).
     edits: facts edited at once; locality_facts: unedited facts whose accuracy is tracked.
     edit_layer: index of the block whose MLP down projection is edited.
     factor_batches: pre-training-mixture batches of the K-FAC factors.
     eval_text_batches: held-out text batches (files not used in training) for the text loss.
+    train: the LM's pre-training loop (`jaxpapers train crispedit task=lm`; `reproduce` too).
   """
 
   subjects: int = 80
@@ -113,7 +123,6 @@ class LMConfig:
   num_layers: int = 2
   mlp_width: int = 256
   seq_len: int = 32
-  steps: int = 1_500
   batch_size: int = 64
   fact_fraction: float = 0.5
   lr: float = 3e-3
@@ -123,10 +132,11 @@ class LMConfig:
   edit_layer: int = 1
   factor_batches: int = 16
   eval_text_batches: int = 16
+  train: TrainConfig = TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500)
 
   def __post_init__(self):
     for name in ("subjects", "relations", "objects_per_relation", "d_model", "num_heads",
-                 "num_layers", "mlp_width", "steps", "batch_size", "edits", "factor_batches",
+                 "num_layers", "mlp_width", "batch_size", "edits", "factor_batches",
                  "eval_text_batches"):
       check(getattr(self, name) >= 1, f"lm.{name}", getattr(self, name), ">= 1")
     check(self.objects_per_relation >= 2, "lm.objects_per_relation", self.objects_per_relation, ">= 2")
@@ -152,7 +162,9 @@ class CrispEditConfig:
     lm_study_seeds: edit sets of the LM study (edited facts, new objects, factor batches and
       sampled labels), all on the one base model; the LM claims aggregate over them.
     run_lm: whether reproduce runs the LM study.
-    train: the shared loop's settings (steps are taken from mlp/lm in reproduce).
+    mesh: devices.
+
+  The one training stage trains `mlp.train` or `lm.train`, as `task` says.
   """
 
   task: str = "mlp"
@@ -162,7 +174,6 @@ class CrispEditConfig:
   lm_edit: EditConfig = EditConfig(energy=0.99)
   lm_study_seeds: tuple[int, ...] = (0, 1, 2)
   run_lm: bool = True
-  train: TrainConfig = TrainConfig(steps=4_000, eval_every=1_000, log_every=100, checkpoint_every=1_000)
   mesh: MeshConfig = MeshConfig()
 
   def __post_init__(self):
@@ -171,23 +182,27 @@ class CrispEditConfig:
 
 
 SMOKE = CrispEditConfig(
-    mlp=MLPConfig(dim=32, hidden=64, n_train=20_000, n_test=5_000, steps=1_500, edits=10,
-                  factor_samples=4_000, seeds=(0,)),
+    mlp=MLPConfig(dim=32, hidden=64, n_train=20_000, n_test=5_000, edits=10,
+                  factor_samples=4_000, num_seeds=1,
+                  train=TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500)),
     lm=LMConfig(subjects=12, relations=2, objects_per_relation=4, d_model=32, num_heads=2,
-                mlp_width=64, steps=40, batch_size=16, edits=4, locality_facts=8,
-                factor_batches=2, eval_text_batches=2),
+                mlp_width=64, batch_size=16, edits=4, locality_facts=8,
+                factor_batches=2, eval_text_batches=2,
+                train=TrainConfig(steps=40, eval_every=10, log_every=2, checkpoint_every=20)),
     lm_edit=EditConfig(max_steps=20),
-    lm_study_seeds=(0,),
-    train=TrainConfig(steps=1_500, eval_every=500, log_every=100, checkpoint_every=500))
+    lm_study_seeds=(0,))
 # LM: a 2,048-wide MLP and block 0's down projection, the authors' early stop (README, calibration 3).
 SMALL = CrispEditConfig(lm=LMConfig(mlp_width=2_048, edit_layer=0))
 PAPER = CrispEditConfig(
-    mlp=MLPConfig(dim=256, hidden=1024, n_train=500_000, n_test=20_000, steps=20_000, edits=200,
-                  factor_samples=100_000, seeds=(0, 1, 2)),
+    mlp=MLPConfig(dim=256, hidden=1024, n_train=500_000, n_test=20_000, edits=200,
+                  factor_samples=100_000, num_seeds=3,
+                  train=TrainConfig(steps=20_000, eval_every=5_000, log_every=1_000,
+                                    checkpoint_every=2_000)),
     lm=LMConfig(subjects=2_000, relations=3, objects_per_relation=64, d_model=512, num_heads=8,
-                num_layers=8, mlp_width=2048, seq_len=64, steps=50_000, batch_size=256,
+                num_layers=8, mlp_width=2048, seq_len=64, batch_size=256,
                 edits=1_000, locality_facts=2_000, edit_layer=5, factor_batches=200,
-                eval_text_batches=64),
-    train=TrainConfig(steps=20_000, eval_every=2_000, log_every=100, checkpoint_every=2_000))
+                eval_text_batches=64,
+                train=TrainConfig(steps=50_000, eval_every=12_500, log_every=2_500,
+                                  checkpoint_every=5_000)))
 
 PRESETS = {"smoke": SMOKE, "small": SMALL, "paper": PAPER}

@@ -24,13 +24,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .config import CrispEditConfig, LMConfig
-from jaxpapers.core.data import TextSource, stdlib_paths
 from jaxpapers.core.train import Task
+from jaxpapers.data import TextSource, stdlib_paths
 from jaxpapers.editing import crisp_edit
-from jaxpapers.nn.attention import RMSNorm, rope
-from jaxpapers.nn.embedding import embed_lookup
+from jaxpapers.nn.attention import CausalSelfAttention
+from jaxpapers.nn.tiny_lm import TinyLM
 from jaxpapers.optim import collect_kfac_factors, kfac_eigenbasis, kfac_project
+
+from .config import CrispEditConfig, LMConfig
 
 TEMPLATES = (
     ("{s} lives in {o}", "The home of {s} is {o}", "{s} resides in {o}", "Where does {s} live? In {o}"),
@@ -44,49 +45,22 @@ EDITORS = {"ft": "finetune", "crispedit": "crispedit", "a_only": "null_space"}
 # ---- model ----
 
 
-class Block(nnx.Module):
-  """Pre-norm block: causal multi-head attention (RoPE) and a GELU MLP, all nnx.Linear."""
-
-  def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
-    d = config.d_model
-    self.attn_norm, self.mlp_norm = RMSNorm(d), RMSNorm(d)
-    self.qkv = nnx.Linear(d, 3 * d, use_bias=False, rngs=rngs)
-    self.out = nnx.Linear(d, d, use_bias=False, rngs=rngs)
-    self.up = nnx.Linear(d, config.mlp_width, use_bias=False, rngs=rngs)
-    self.down = nnx.Linear(config.mlp_width, d, use_bias=False, rngs=rngs)
-    self.heads = config.num_heads
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, t, d = x.shape
-    q, k, v = jnp.split(self.qkv(self.attn_norm(x)).reshape(b, t, 3 * self.heads, d // self.heads), 3, 2)
-    pos = jnp.broadcast_to(jnp.arange(t), (b, t))
-    att = jax.nn.dot_product_attention(rope(q, pos), rope(k, pos), v, is_causal=True)
-    x = x + self.out(att.reshape(b, t, d))
-    return x + self.down(jax.nn.gelu(self.up(self.mlp_norm(x))))
+def fact_lm(config: LMConfig, vocab_size: int, *, rngs: nnx.Rngs) -> TinyLM:
+  """The shared tiny LM with causal RoPE attention and a bias-free GELU MLP, N(0, 1) embedding,
+  untied bias-free head (`layers[l].mixer.qkv`, `.mixer.out`, `.up`, `.down`)."""
+  d = config.d_model
+  return TinyLM(vocab_size, d, config.num_layers,
+                mixer=lambda r: CausalSelfAttention(d, config.num_heads, rngs=r),
+                mlp_hidden=config.mlp_width, mlp_bias=False, embed_std=1.0, head_bias=False,
+                rngs=rngs)
 
 
-class FactLM(nnx.Module):
-  """Token embedding, `num_layers` blocks, final norm, untied output head."""
-
-  def __init__(self, config: LMConfig, vocab_size: int, *, rngs: nnx.Rngs):
-    self.embed = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size, config.d_model)))
-    self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
-    self.norm = RMSNorm(config.d_model)
-    self.head = nnx.Linear(config.d_model, vocab_size, use_bias=False, rngs=rngs)
-
-  def __call__(self, tokens: jax.Array) -> jax.Array:
-    x = embed_lookup(self.embed[...], tokens)
-    for block in self.blocks:
-      x = block(x)
-    return self.head(self.norm(x))
-
-
-def logits_fn(model: FactLM, batch: dict[str, Any]) -> jax.Array:
+def logits_fn(model: TinyLM, batch: dict[str, Any]) -> jax.Array:
   return model(batch["inputs"])
 
 
 def edited_layer(config: LMConfig) -> tuple:
-  return ("blocks", config.edit_layer, "down")
+  return ("layers", config.edit_layer, "down")
 
 
 # ---- data ----
@@ -229,8 +203,8 @@ def make_task(config: CrispEditConfig, seed: int) -> Task:
             "fact_accuracy": jnp.sum(correct * fact_eval["mask"]) / jnp.sum(fact_eval["mask"])}
 
   schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1),
-                                                max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * 0.05)
-  return Task(init_model=lambda rngs: FactLM(cfg, facts.vocab_size, rngs=rngs),
+                                                max(cfg.train.steps, cfg.warmup_steps + 1), cfg.lr * 0.05)
+  return Task(init_model=lambda rngs: fact_lm(cfg, facts.vocab_size, rngs=rngs),
               optimizer=optax.adamw(schedule, b2=0.98, weight_decay=0.01), loss_fn=_loss_fn,
               train_data=MixtureBatches(cfg, facts, train_text, seed), eval_fn=eval_fn)
 
@@ -265,7 +239,7 @@ def edit_sets(config: LMConfig, facts: Facts, seed: int):
   return edited, new, local
 
 
-def edit_study(model: FactLM, config: CrispEditConfig, seed: int,
+def edit_study(model: TinyLM, config: CrispEditConfig, seed: int,
                editors: tuple[str, ...] = tuple(EDITORS)) -> dict[str, dict[str, float]]:
   """Runs the editors (FT, CrispEdit, A-only null space) on the trained LM; metrics per editor."""
   cfg, e = config.lm, config.lm_edit
@@ -289,7 +263,7 @@ def edit_study(model: FactLM, config: CrispEditConfig, seed: int,
           "edit_success": _accuracy(model, edit_batch), "old_accuracy": _accuracy(model, old_batch),
           "factor_tokens": tokens}
   out = {"base": base}
-  kernel = lambda m: np.asarray(m.blocks[cfg.edit_layer].down.kernel[...])
+  kernel = lambda m: np.asarray(m.layers[cfg.edit_layer].down.kernel[...])
   for name in editors:
     method = EDITORS[name]
     new_model, result = crisp_edit(

@@ -1,11 +1,13 @@
-"""Spec 4.1 / 4.2: non-destructive editing of a Gaussian-mixture MLP (CrispEdit, arXiv 2602.15823).
+"""Non-destructive editing of a Gaussian-mixture MLP (CrispEdit, arXiv 2602.15823).
+
+Our CPU-scale MLP protocol, see experiments/crispedit/README.md.
 
 A 10-class Gaussian mixture (overlapping classes, base accuracy about 0.74) is learned by an MLP
 `dim -> tanh(h) -> tanh(h) -> classes` trained with the shared loop. K fresh points are then
 relabelled to a different class and written into the second layer's kernel `W2` only, by
 fine-tuning (FT), CrispEdit (K-FAC low-curvature projection, τ = 0.9, gradient and update
 projected), the A-only null space (AlphaEdit / Adam-NSCL style), and (not in smoke) CrispEdit with
-the authors' gradient-only projection (Adam's update then leaves the subspace, spec 5.2).
+the authors' gradient-only projection (Adam's update then leaves the subspace).
 Measured: edit success, generalization to noisy copies of the edit points, and the drop in test
 accuracy.
 """
@@ -22,8 +24,8 @@ import optax
 from flax import nnx
 
 from .config import CrispEditConfig, MLPConfig
-from jaxpapers.core.data import ArraySource, BatchIterator
 from jaxpapers.core.train import Task
+from jaxpapers.data import ArraySource, BatchIterator
 from jaxpapers.editing import crisp_edit
 from jaxpapers.optim import collect_kfac_factors
 
@@ -91,7 +93,7 @@ def accuracy(model: MLP, x, y) -> float:
 
 
 def make_task(config: CrispEditConfig, seed: int) -> Task:
-  """The base-model training task of one seed (Adam, batch 256, spec 4.1)."""
+  """The base-model training task of one seed (Adam, batch 256)."""
   data = make_data(config.mlp, seed)
   source = ArraySource({"x": data.train_x, "y": data.train_y})
   test = {"x": jnp.asarray(data.test_x), "y": jnp.asarray(data.test_y)}

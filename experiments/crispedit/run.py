@@ -2,8 +2,8 @@
 
 Two studies, each with three editors on the same base model (fine-tuning, CrispEdit, and the
 A-only null space):
-  * spec 4.1 / 4.2: relabelled points written into a Gaussian-mixture MLP (3 seeds; smoke: the
-    tiny one-seed version of spec 4.2);
+  * relabelled points written into a Gaussian-mixture MLP (3 seeds; smoke: a tiny one-seed
+    version);
   * a 2-layer transformer LM trained on synthetic facts mixed with standard-library text, with 20
     facts edited in one MLP down projection (smoke: a tiny LM, CrispEdit only, checking that the
     applied change stays in the projector's subspace).
@@ -15,17 +15,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from . import lm, mlp
 from .config import PRESETS, CrispEditConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
-from jaxpapers.core.config import TrainConfig
 
 # Floors of the LM cost ratio's denominators: a CrispEdit cost below them counts as the floor,
 # so a tiny CrispEdit cost cannot make the ratio large by itself.
@@ -33,23 +28,30 @@ LOCALITY_FLOOR_POINTS = 0.5
 TEXT_FLOOR_PCT = 0.1
 
 
-def make_task(config: CrispEditConfig, mesh):  # pylint: disable=unused-argument
+def train_field(config: CrispEditConfig) -> str:
+  """The TrainConfig of the model `task` chooses: `mlp.train` or `lm.train`."""
+  return f"{config.task}.train"
+
+
+def make_task(config: CrispEditConfig, mesh, inputs=None):  # pylint: disable=unused-argument
   """`jaxpapers train crispedit`: the base MLP (task=mlp) or the fact LM (task=lm)."""
-  seed = config.train.seed
-  return mlp.make_task(config, seed) if config.task == "mlp" else lm.make_task(config, seed)
+  if config.task == "mlp":
+    return mlp.make_task(config, config.mlp.train.seed)
+  return lm.make_task(config, config.lm.train.seed)
 
 
-def _train(config: CrispEditConfig, task: str, steps: int, seed: int, workdir: Path, progress, label):
-  train = TrainConfig(steps=steps, seed=seed, eval_every=max(steps // 4, 1),
-                      log_every=max(steps // 20, 1), checkpoint_every=0)
-  run = dataclasses.replace(config, task=task, train=train)
-  trainer = experiment_lib.fresh_trainer(EXPERIMENT, run, workdir)
-  result = trainer.run(progress(label, steps))
-  return trainer.model, result.final_metrics
+def _train(config: CrispEditConfig, task: str, workdir: Path, progress, label: str,
+           seed: int | None = None):
+  """A fresh run of the base model of `task` (with `seed` replacing its train.seed)."""
+  run = dataclasses.replace(config, task=task)
+  if seed is not None:
+    run = experiment_lib.replace_field(run, f"{task}.train.seed", seed)
+  result = experiment_lib.run_stage(EXPERIMENT, run, workdir, progress, label=label)
+  return result.model, result.final_metrics
 
 
 def mlp_claims(results: dict[int, dict], preset: str) -> list[report.Claim]:
-  """Spec 4.1 thresholds (small/paper) or spec 4.2's (smoke)."""
+  """The MLP protocol's thresholds (small/paper) or its CI version's (smoke)."""
   seeds = sorted(results)
   get = lambda editor, key: np.asarray([results[s][editor][key] for s in seeds])
   crisp_drop, ft_drop, a_drop = get("crispedit", "drop_points"), get("ft", "drop_points"), get("a_only", "drop_points")
@@ -57,9 +59,9 @@ def mlp_claims(results: dict[int, dict], preset: str) -> list[report.Claim]:
   tag = f"{len(seeds)} seed(s)"
   if preset == "smoke":
     return [
-        report.at_least("mlp_crispedit_edit_success", f"spec 4.2: CrispEdit edit success, min over {tag}",
+        report.at_least("mlp_crispedit_edit_success", f"CI protocol: CrispEdit edit success, min over {tag}",
                         float(get("crispedit", "edit_success").min()), 1.0),
-        report.at_most("mlp_drop_ratio", f"spec 4.2: CrispEdit / FT test-accuracy drop, max over {tag}",
+        report.at_most("mlp_drop_ratio", f"CI protocol: CrispEdit / FT test-accuracy drop, max over {tag}",
                        float(ratio.max()), 0.3),
     ]
   return [
@@ -117,7 +119,7 @@ def lm_claims(studies: dict[int, dict], preset: str) -> list[report.Claim]:
 
 
 def _plot(path: Path, mlp_results: dict, lm_studies: dict[int, dict]) -> Path:
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  fig, axes = report.subplots(1, 2, figsize=(11, 4))
   editors = ("ft", "a_only", "crispedit")
   seeds = sorted(mlp_results)
   width = 0.8 / len(seeds)
@@ -138,24 +140,20 @@ def _plot(path: Path, mlp_results: dict, lm_studies: dict[int, dict]) -> Path:
     axes[1].set(xticks=x, xticklabels=present,
                 title=f"Tiny LM: cost of editing facts (mean of {len(lm_studies)} edit sets)")
     axes[1].legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path)
 
 
 def reproduce(config: CrispEditConfig, preset: str, out_dir: Path, progress):
   """MLP protocol over the seeds, then the LM study; claims and a plot."""
   mlp_results = {}
   for seed in config.mlp.seeds:
-    model, _ = _train(config, "mlp", config.mlp.steps, seed, out_dir / f"mlp_seed{seed}", progress,
-                      f"MLP seed {seed}")
+    model, _ = _train(config, "mlp", out_dir / f"mlp_seed{seed}", progress, f"MLP seed {seed}", seed)
     editors = ("ft", "crispedit", "a_only") if preset == "smoke" else tuple(mlp.EDITORS)
     mlp_results[seed] = mlp.edit_study(model, config, seed, editors)
   claims = mlp_claims(mlp_results, preset)
   lm_studies = {}
   if config.run_lm:
-    model, final = _train(config, "lm", config.lm.steps, 0, out_dir / "lm", progress, "fact LM")
+    model, final = _train(config, "lm", out_dir / "lm", progress, "fact LM")
     editors = ("crispedit",) if preset == "smoke" else tuple(lm.EDITORS)
     for seed in config.lm_study_seeds:
       lm_studies[seed] = lm.edit_study(model, config, seed, editors)
@@ -172,8 +170,8 @@ EXPERIMENT = experiment_lib.Experiment(
     paper="2602.15823",
     title="CrispEdit: Low-Curvature Projections for Scalable Non-Destructive LLM Editing",
     presets=PRESETS,
-    make_task=make_task,
     reproduce=reproduce,
+    stages=(experiment_lib.Stage("train", make_task, train_field=train_field),),
     status="reproduced",
 )
 

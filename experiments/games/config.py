@@ -1,18 +1,21 @@
-"""Config and presets of the games experiment (arXiv 2602.16928; spec sections 4.1, 4.2).
+"""Config and presets of the games experiment (Li et al., arXiv 2602.16928).
+
+The small and smoke presets are our CPU-scale protocol, see experiments/games/README.md.
 
 Presets:
-  smoke: spec 4.2, Kuhn 2p for 600 iterations (VAD-CFR, CFR+, DCFR) and HYB on rock-paper-scissors.
-  small: spec 4.1, 1,000 iterations of CFR, CFR+, DCFR, PCFR+, VAD-CFR on Kuhn 2p/3p and Leduc 2p,
+  smoke: the CI protocol, Kuhn 2p for 600 iterations (VAD-CFR, CFR+, DCFR) and HYB on
+    rock-paper-scissors.
+  small: 1,000 iterations of CFR, CFR+, DCFR, PCFR+, VAD-CFR on Kuhn 2p/3p and Leduc 2p,
     OpenSpiel equality of CFR/CFR+/DCFR on Kuhn, and 30 PSRO iterations on Kuhn 2p.
-  paper: the paper's 10 named games (spec 1.4) at 1,000 CFR iterations and 100 PSRO iterations,
-    for a big machine.
+  paper: the 8 games named in the paper's Sec. 4.1 plus Kuhn 2p and Liar's Dice 4 (our guess at
+    its 11-game sweep) at 1,000 CFR iterations and 100 PSRO iterations, for a big machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from jaxpapers.core.config import MeshConfig, TrainConfig, check, check_choice
+from jaxpapers.core.config import MeshConfig, check, check_choice
 
 GAME_SPECS = {  # short name -> (OpenSpiel name, parameters)
     "kuhn2": ("kuhn_poker", {"players": 2}),
@@ -43,7 +46,9 @@ class GamesConfig:
     psro_game: game of the PSRO runs ("" for none).
     psro_iterations: PSRO iterations.
     psro_solvers: meta-solver pairs run as (train, eval): shor = SHOR-PSRO's train/eval solvers.
-    rps_check: run HYB on rock-paper-scissors (spec 4.2).
+    rps_check: run HYB on rock-paper-scissors (CI protocol).
+    mesh: devices, as every experiment config has (the solvers run on the host and ignore it;
+      there is no TrainConfig: the experiment declares no training stage).
   """
 
   games: tuple[str, ...] = ("kuhn2", "kuhn3", "leduc2")
@@ -55,7 +60,6 @@ class GamesConfig:
   psro_iterations: int = 30
   psro_solvers: tuple[str, ...] = ("shor", "uniform")
   rps_check: bool = True
-  train: TrainConfig = TrainConfig(steps=1, checkpoint_every=0)
   mesh: MeshConfig = MeshConfig()
 
   def __post_init__(self):

@@ -1,10 +1,14 @@
-"""Config and presets of the modular-addition experiment (spec sections 1.1-1.3, 4.1 A, 4.2).
+"""Config and presets of the modular-addition experiment (He et al., arXiv 2602.16849).
+
+Task, model and optimizer follow the paper's two-layer setup as the authors' code configures it
+(`precompute/prime_config.py`); the small and smoke sizes are our CPU-scale protocol, see
+experiments/modular_addition/README.md.
 
 Presets:
-  smoke: spec 4.2 "grokking tiny" (p = 23, M = 256, AdamW lr 1e-3, wd 1.0, 4,000 steps) and
-    "lottery tiny" (p = 17, M = 128, GD lr 1.0, 2,000 steps).
-  small: spec 4.1 A (p = 31, M = 931 by the authors' width rule, lr 1e-4, wd 2.0, 12,000 steps),
-    4.1 B (lottery, p = 23, M = 512, 3,000 GD steps) and 4.1 C (mechanism, p = 23, N = 8).
+  smoke: the CI protocol's "grokking tiny" (p = 23, M = 256, AdamW lr 1e-3, wd 1.0, 4,000
+    steps) and "lottery tiny" (p = 17, M = 128, GD lr 1.0, 2,000 steps).
+  small: grokking run A (p = 31, M = 931 by the authors' width rule, lr 1e-4, wd 2.0, 12,000 steps),
+    lottery run B (p = 23, M = 512, 3,000 GD steps) and mechanism check C (p = 23, N = 8).
   paper: the authors' p = 97 grokking run (M = 9,107, 50,000 steps), for a GPU.
 """
 
@@ -23,7 +27,7 @@ def width_rule(p: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LotteryConfig:
-  """The lottery-ticket run (spec 4.1 B): quadratic network, all pairs, plain gradient descent.
+  """The lottery-ticket run (protocol B): quadratic network, all pairs, plain gradient descent.
 
   Attributes:
     p: modulus.
@@ -52,7 +56,7 @@ class LotteryConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MechanismConfig:
-  """The analytic phase-symmetric quadratic network (spec 4.1 C)."""
+  """The analytic phase-symmetric quadratic network (protocol C)."""
 
   p: int = 23
   neurons_per_frequency: int = 8

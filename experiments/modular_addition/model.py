@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from .config import ModularAdditionConfig
-from jaxpapers.core import data
+from jaxpapers import data
 from jaxpapers.core.train import Task
 from jaxpapers.ode import fourier
 
@@ -104,8 +104,11 @@ def evaluate(model: TwoLayerNet, train: dict, test: dict) -> dict[str, jax.Array
   return out
 
 
-def make_task(config: ModularAdditionConfig, mesh: jax.sharding.Mesh) -> Task:
-  """The full-batch training task; the batch is padded to a multiple of the mesh size."""
+def make_task(config: ModularAdditionConfig, mesh: jax.sharding.Mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
+  """The full-batch training task; the batch is padded to a multiple of the mesh size.
+
+  `inputs` (earlier stages' models) is unused: the experiment has one stage.
+  """
   train_pairs, test_pairs = split_pairs(config.p, config.frac_train, config.split_seed)
   train_src, test_src = source(train_pairs, config.p), source(test_pairs, config.p)
   train_data = data.full_batch(train_src, pad_to_multiple=mesh.size,

@@ -7,22 +7,22 @@ row, so the gather width is exactly the density). Target (issue 6): at 95 % spar
 N = 8192 the sparse path is at least 5x faster than dense. Mask construction (pooling, pooled
 softmax, sort / cumsum of the hybrid rule) is timed on its own, and so is the list build
 (argsort of the mask) that is part of every sparse call. Each figure is the median of several
-calls after compilation and one warm-up call. A cross-check compares the sparse path with the
-all-ones mask to dense attention.
+calls after compilation and one warm-up call (`jaxpapers.core.bench.time_fn`). A cross-check
+compares the sparse path with the all-ones mask to dense attention.
 
-The GPU benchmark (spec 4.4) is a separate prepared script, `gpu_bench.py`.
+The GPU benchmark (our GPU protocol, see the README) is a separate prepared script, `gpu_bench.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import statistics
-import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers.core import bench
 from jaxpapers.nn import sparse_mask
 from kernels_pallas.block_sparse_attention import ops
 
@@ -31,17 +31,12 @@ SPARSITIES = (0.0, 0.5, 0.9, 0.95)
 B, H, D, BQ, BK = 1, 2, 64, 128, 64
 TOP_K, TOP_P = 0.03, 0.2
 TARGET = 5.0
+# Keyword arguments for a quick run of the same logic (tests/core/test_bench.py runs it).
+SMOKE_KWARGS = {"bench_sparge_attention2": {"seqs": (256,), "sparsities": (0.0, 0.95), "repeats": 1}}
 
 
 def _median_ms(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile
-  jax.block_until_ready(fn(*args))  # warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+  return 1e3 * bench.time_fn(fn, *args, warmup=1, repeats=repeats).median
 
 
 def random_mask(rng: np.random.Generator, nq: int, nk: int, sparsity: float) -> np.ndarray:
@@ -52,29 +47,32 @@ def random_mask(rng: np.random.Generator, nq: int, nk: int, sparsity: float) -> 
   return ranks < kept
 
 
-def bench_sparge_attention2():
-  """Returns (table rows, JSON record)."""
+def bench_sparge_attention2(seqs: tuple[int, ...] = SEQS,
+                            sparsities: tuple[float, ...] = SPARSITIES,
+                            repeats: int | None = None
+                            ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+  """Returns (table rows, JSON record); `repeats` None: 5 up to N 4096, 3 above."""
   rng = np.random.default_rng(0)
   dense = jax.jit(jax.nn.dot_product_attention)
   rows = [("N", "sparsity", "kept/row", "dense ms", "sparse ms", "speedup", "lists ms",
            "mask pred ms")]
   results = []
-  for n in SEQS:
-    repeats = 5 if n <= 4096 else 3
+  for n in seqs:
+    n_repeats = repeats or (5 if n <= 4096 else 3)
     q, k, v = (jnp.asarray(rng.standard_normal((B, n, H, D)), jnp.float32) for _ in range(3))
-    dense_ms = _median_ms(dense, q, k, v, repeats=repeats)
+    dense_ms = _median_ms(dense, q, k, v, repeats=n_repeats)
     predict = jax.jit(functools.partial(sparse_mask.predict_block_mask, block_q=BQ, block_k=BK,
                                         top_k=TOP_K, top_p=TOP_P))
-    predict_ms = _median_ms(predict, q, k, repeats=repeats)
+    predict_ms = _median_ms(predict, q, k, repeats=n_repeats)
     predicted_sparsity = float(sparse_mask.block_sparsity(predict(q, k)))
     nq, nk = n // BQ, n // BK
-    for sparsity in SPARSITIES:
+    for sparsity in sparsities:
       mask = jnp.asarray(random_mask(rng, nq, nk, sparsity))
       kept = int(np.asarray(mask).sum(-1).max())
       sparse = jax.jit(functools.partial(ops.block_sparse_attention, block_q=BQ, block_k=BK,
                                          implementation="xla", max_kept_blocks=kept))
-      sparse_ms = _median_ms(sparse, q, k, v, mask, repeats=repeats)
-      lists_ms = _median_ms(jax.jit(ops.kept_block_lists), mask, repeats=repeats)
+      sparse_ms = _median_ms(sparse, q, k, v, mask, repeats=n_repeats)
+      lists_ms = _median_ms(jax.jit(ops.kept_block_lists), mask, repeats=n_repeats)
       check = None
       if sparsity == 0.0:
         check = float(jnp.max(jnp.abs(sparse(q, k, v, mask) - dense(q, k, v))))
@@ -87,21 +85,22 @@ def bench_sparge_attention2():
                       "max_abs_diff_vs_dense": check})
       rows.append((n, f"{sparsity:.2f}", kept, f"{dense_ms:.1f}", f"{sparse_ms:.1f}",
                    f"{speedup:.2f}x", f"{lists_ms:.2f}", f"{predict_ms:.2f}"))
-  target = next(r for r in results if r["seq"] == max(SEQS) and r["sparsity"] == 0.95)
+  at_target = next((r for r in results if r["seq"] == max(seqs) and r["sparsity"] == 0.95), None)
+  speedup = bench.target(at_target and at_target["speedup"], ">=", TARGET)
   rows.append(("", "", "", "", "", "", "", ""))
-  rows.append((f"target: speedup at 95% and N={max(SEQS)} >= {TARGET:g}x",
-               f"{target['speedup']:.2f}x", "pass" if target["speedup"] >= TARGET else "FAIL",
-               "", "", "", "", ""))
-  record = {
-      "benchmark": "sparge_attention2",
-      "shape": {"batch": B, "heads": H, "head_dim": D, "block_q": BQ, "block_k": BK},
-      "mask_prediction": {"top_k": TOP_K, "top_p": TOP_P,
-                          "note": "hybrid predictor on random q, k (timed separately)"},
-      "results": results,
-      "target": {"seq": max(SEQS), "sparsity": 0.95, "min_speedup": TARGET,
-                 "speedup": target["speedup"], "passed": target["speedup"] >= TARGET},
-      "backend": jax.default_backend(), "devices": 1, "jax_version": jax.__version__,
-  }
+  rows.append((f"target: speedup at 95% and N={max(seqs)} >= {TARGET:g}x",
+               "not measured" if speedup["value"] is None else f"{speedup['value']:.2f}x",
+               {True: "pass", False: "FAIL", None: "-"}[speedup["passed"]], "", "", "", "", ""))
+  record = bench.bench_record(
+      "sparge_attention2", results,
+      description="XLA block-sparse attention (gather of kept key blocks) vs dense "
+                  "jax.nn.dot_product_attention on CPU",
+      config={"shape": {"batch": B, "heads": H, "head_dim": D, "block_q": BQ, "block_k": BK},
+              "seqs": list(seqs), "sparsities": list(sparsities),
+              "mask_prediction": {"top_k": TOP_K, "top_p": TOP_P,
+                                  "note": "hybrid predictor on random q, k (timed separately)"},
+              "statistic": "median ms after compilation and one warm-up call"},
+      targets={f"speedup_at_0.95_sparsity_n{max(seqs)}": speedup})
   return rows, record
 
 

@@ -1,9 +1,11 @@
-"""Spec 4.3's unit-level checks as claims (SpargeAttention2, arXiv 2602.13515).
+"""Unit-level checks of the CI protocol as claims (SpargeAttention2, arXiv 2602.13515).
 
-* Mask rows (4.3 item 1): a uniform row of 32 blocks at (k, p) = (0.05, 0.2) keeps 1 (Top-k),
+Our CPU-scale protocol, see experiments/sparge_attention2/README.md.
+
+* Mask rows: a uniform row of 32 blocks at (k, p) = (0.05, 0.2) keeps 1 (Top-k),
   7 (Top-p) and 7 (hybrid) blocks; the sink row [0.6, 0.2, 0.1, ...] at p = 0.55, k = 0.25 keeps
   {0} (Top-p), {0, 1} (Top-k), {0, 1} (hybrid).
-* Kernel (4.3 item 2): the Pallas block-sparse kernel (interpret mode on CPU) against the dense
+* Kernel: the Pallas block-sparse kernel (interpret mode on CPU) against the dense
   masked reference, B = 1, H = 2, N = 512, d = 64, bq = 128, bkv = 64, a random mask with at
   least one block per row: forward and custom-VJP gradients; the all-ones mask against
   `jax.nn.dot_product_attention`.
@@ -36,7 +38,7 @@ def mask_row_claims() -> list[report.Claim]:
       _kept(sink, top_k=0.25) == {0, 1},
       _kept(sink, top_k=0.25, top_p=0.55) == {0, 1},
   ]
-  return [report.at_most("mask_rows", "hand-made rows of spec 4.3 item 1 (uniform: 1 / 7 / 7 "
+  return [report.at_most("mask_rows", "hand-made rows of the CI protocol (uniform: 1 / 7 / 7 "
                          "blocks; sink: {0} / {0,1} / {0,1}), mismatches", 6 - sum(checks), 0)]
 
 

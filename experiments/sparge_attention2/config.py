@@ -1,11 +1,13 @@
-"""Config and presets of the SpargeAttention2 experiment (arXiv 2602.13515; spec section 4).
+"""Config and presets of the SpargeAttention2 experiment (arXiv 2602.13515).
+
+The smoke and small presets are our CPU-scale protocol, see experiments/sparge_attention2/README.md.
 
 Presets:
-  smoke: the CI version (spec 4.3): mask rows, the Pallas kernel against the reference in
+  smoke: the CI version: mask rows, the Pallas kernel against the reference in
     interpret mode, the robustness study shrunk to N = 1024, and 20 velocity-distillation steps
     of a 2-block DiT on 256 tokens after a short teacher run.
-  small: the reproduction (spec 4.1 at N = 4096 and spec 4.2): a 3-block DiT teacher on
-    generated 4 x 16 x 16 two-channel videos (256 tokens of 2 x 2 patches), the training-free
+  small: the reproduction (mask robustness study A at N = 4096, distillation study B): a 3-block
+    DiT teacher on generated 4 x 16 x 16 two-channel videos (256 tokens of 2 x 2 patches), the training-free
     sparse student, and velocity-distillation and flow-matching fine-tunes of the sparse
     student on a shifted data set, evaluated on held-out inputs of the original distribution.
   paper: the paper's block sizes (128 x 64), (k, p) = (0.03, 0.2) and 500 VD steps at batch 64
@@ -24,7 +26,7 @@ from jaxpapers.nn.sparse_mask import RULES
 
 @dataclasses.dataclass(frozen=True)
 class MaskStudyConfig:
-  """Spec 4.1's robustness study (synthetic heads, no training).
+  """The mask robustness study A (synthetic heads, no training).
 
   Attributes:
     grid: T x H x W token grid (N = product).
@@ -32,7 +34,7 @@ class MaskStudyConfig:
     block_q, block_k: mask block sizes.
     heads_per_regime: heads of each regime (uniform, sink, local).
     top_k, top_p: the hybrid's (k, p); the single rules are calibrated to its sparsity.
-    second_top_k, second_top_p: a second (k, p) evaluated too (0 = none), as spec 4.3 item 3.
+    second_top_k, second_top_p: a second (k, p) evaluated too (0 = none), as the CI version does.
     seed: seed of the synthetic heads.
   """
 
@@ -66,8 +68,8 @@ class SpargeConfig:
   Attributes:
     model: the DiT (its input is data.frames x data.size x data.size x 2).
     data: generated videos.
-    mask_study: spec 4.1's robustness study.
-    block_q, block_k, top_k, top_p, rule: the student's mask (spec 1.3).
+    mask_study: the mask robustness study A.
+    block_q, block_k, top_k, top_p, rule: the student's mask (paper Sec. 4.1, Eq. (9)).
     attention_impl: block-sparse implementation of the student ("reference", "xla", "pallas").
     time_sampling: "logit_normal" or "uniform" training times.
     batch_size: global batch of every training run.
@@ -75,10 +77,13 @@ class SpargeConfig:
     warmup_steps: warm-up of the teacher.
     finetune_lr: constant AdamW learning rate of the fine-tunes (after finetune_warmup steps).
     finetune_warmup: warm-up steps of the fine-tunes.
-    finetune_steps: steps of each fine-tune (VD and flow matching).
     trainable: what the fine-tunes train: "all" weights or only the "attention" projections.
     kernel_check: also check the Pallas kernel against the reference (interpret mode on CPU).
-    train: the teacher's training loop (`jaxpapers train` runs the teacher).
+    teacher: training loop of stage `teacher` (full attention, flow matching, original data).
+    fm_finetune: training loop of stage `fm_finetune` (the sparse student fine-tuned with the
+      flow-matching loss on the shifted data: the baseline).
+    student: training loop of stage `student` (the sparse student velocity-distilled from the
+      teacher on the shifted data: the method). Both fine-tunes start from the teacher.
     mesh: devices (auto sharding: the attention kernels reshape the sharded batch freely).
   """
 
@@ -98,10 +103,11 @@ class SpargeConfig:
   warmup_steps: int = 50
   finetune_lr: float = 1e-3
   finetune_warmup: int = 10
-  finetune_steps: int = 150
   trainable: str = "all"
   kernel_check: bool = True
-  train: TrainConfig = TrainConfig(steps=600, eval_every=0, log_every=25, checkpoint_every=200)
+  teacher: TrainConfig = TrainConfig(steps=600, eval_every=0, log_every=25, checkpoint_every=200)
+  fm_finetune: TrainConfig = TrainConfig(steps=150, eval_every=0, log_every=15, checkpoint_every=50)
+  student: TrainConfig = TrainConfig(steps=150, eval_every=0, log_every=15, checkpoint_every=50)
   mesh: MeshConfig = MeshConfig(axis_types="auto")
 
   def __post_init__(self):
@@ -123,7 +129,6 @@ class SpargeConfig:
     check(0 < self.finetune_lr <= 1, "finetune_lr", self.finetune_lr, "in (0, 1]")
     check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
     check(self.finetune_warmup >= 0, "finetune_warmup", self.finetune_warmup, ">= 0")
-    check(self.finetune_steps >= 1, "finetune_steps", self.finetune_steps, ">= 1")
     check_choice("trainable", self.trainable, ("all", "attention"))
 
 
@@ -134,15 +139,18 @@ SMOKE = SpargeConfig(
     mask_study=MaskStudyConfig(grid=(4, 16, 16), block_q=32, block_k=32, heads_per_regime=1,
                                top_k=0.05, top_p=0.2, second_top_k=0.1, second_top_p=0.3),
     batch_size=8, lr=2e-3, warmup_steps=5, finetune_lr=1e-3, finetune_warmup=0,
-    finetune_steps=20,
-    train=TrainConfig(steps=25, eval_every=0, log_every=5, checkpoint_every=25))
+    teacher=TrainConfig(steps=25, eval_every=0, log_every=5, checkpoint_every=25),
+    fm_finetune=TrainConfig(steps=20, eval_every=0, log_every=2, checkpoint_every=10),
+    student=TrainConfig(steps=20, eval_every=0, log_every=2, checkpoint_every=10))
 SMALL = SpargeConfig(data=VideoDataConfig(shift=0.5))  # shift and finetune_lr: README calibration
 PAPER = SpargeConfig(
     model=DiTConfig(input_shape=(4, 32, 32), channels=2, patch=(1, 1, 1), width=384, depth=12,
                     num_heads=6, num_classes=8),
     data=VideoDataConfig(frames=4, size=32, train_examples=65_536, eval_examples=1024),
     block_q=128, block_k=64, top_k=0.03, top_p=0.2, attention_impl="pallas", batch_size=64,
-    lr=3e-4, warmup_steps=1000, finetune_lr=1e-5, finetune_warmup=50, finetune_steps=500,
-    train=TrainConfig(steps=50_000, eval_every=1000, log_every=50, checkpoint_every=1000))
+    lr=3e-4, warmup_steps=1000, finetune_lr=1e-5, finetune_warmup=50,
+    teacher=TrainConfig(steps=50_000, eval_every=1000, log_every=50, checkpoint_every=1000),
+    fm_finetune=TrainConfig(steps=500, eval_every=0, log_every=50, checkpoint_every=100),
+    student=TrainConfig(steps=500, eval_every=0, log_every=50, checkpoint_every=100))
 
 PRESETS = {"smoke": SMOKE, "small": SMALL, "paper": PAPER}

@@ -1,10 +1,12 @@
-"""Generated "videos" for the velocity-distillation study (arXiv 2602.13515, spec 4.2).
+"""Generated "videos" for the velocity-distillation study (arXiv 2602.13515).
+
+Data of our distillation study B, see experiments/sparge_attention2/README.md.
 
 Each example is T frames of an S x S grid with two channels: a Gaussian blob and a sinusoid
 grating that both move along one of `num_classes` directions (the class label) with a random
 speed, start position, phase, size and contrast; positions wrap around. The "shifted" range of
 sizes and contrasts stands in for the paper's fine-tuning set that does not match the
-pretraining distribution (spec 1.6). Values are standardised with fixed constants so both sets
+pretraining distribution (paper Sec. 3.2, Case 3). Values are standardised with fixed constants so both sets
 share one scale.
 """
 

@@ -1,10 +1,10 @@
-"""Teacher, sparse students and their training tasks (SpargeAttention2, arXiv 2602.13515, 1.6).
+"""Teacher, sparse students and their training tasks (SpargeAttention2, arXiv 2602.13515, Sec. 4.2).
 
 * Teacher: a DiT with full attention trained with the flow-matching loss on the original
   distribution (the "pretrained model").
 * Student: the same weights, every self-attention replaced by SpargeAttention2's sparse
-  attention (hybrid Top-k + Top-p block mask, spec 1.3). Training-free = no fine-tuning.
-* Velocity distillation (VD, spec 1.6): fine-tune the student on the *shifted* set with
+  attention (hybrid Top-k + Top-p block mask, Eq. (9)). Training-free = no fine-tuning.
+* Velocity distillation (VD, Sec. 4.2, Alg. 2): fine-tune the student on the *shifted* set with
   `||u_student(x_t) - stop_grad(u_teacher_full(x_t))||^2`; the data only build x_t.
 * The alternative: fine-tune the student with the flow-matching loss on the shifted set.
 All runs go through the shared training loop (`jaxpapers.core.train`).
@@ -22,7 +22,8 @@ from flax import nnx
 
 from . import data as data_lib
 from .config import SpargeConfig
-from jaxpapers.core import data
+from jaxpapers import data
+from jaxpapers import diffusion
 from jaxpapers.core.train import Task
 from jaxpapers.nn import dit, sparse_mask
 
@@ -47,36 +48,28 @@ def _source(config: SpargeConfig, distribution: str, seed: int) -> data.ArraySou
   return data.ArraySource({"x0": x0, "label": labels})
 
 
-def _iterator(config: SpargeConfig, source: data.ArraySource,
-              mesh: jax.sharding.Mesh) -> data.BatchIterator:
-  return data.BatchIterator(source, config.batch_size, seed=config.train.seed,
+def _iterator(config: SpargeConfig, source: data.ArraySource, mesh: jax.sharding.Mesh,
+              seed: int) -> data.BatchIterator:
+  return data.BatchIterator(source, config.batch_size, seed=seed,
                             pad_to_multiple=mesh.size, process_index=jax.process_index(),
                             process_count=jax.process_count())
-
-
-def _masked_mean(per_example: jax.Array, mask: jax.Array) -> jax.Array:
-  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def _noise_and_times(config: SpargeConfig, batch, rng):
   noise_rng, time_rng = jax.random.split(rng)
   x0 = batch["x0"]
   noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
-  t = dit.sample_times(time_rng, x0.shape[0], config.time_sampling)
+  t = diffusion.sample_times(time_rng, x0.shape[0], config.time_sampling)
   return x0, noise, t
 
 
-def _per_example_mse(a: jax.Array, b: jax.Array) -> jax.Array:
-  return jnp.mean((a.astype(jnp.float32) - b.astype(jnp.float32)) ** 2,
-                  axis=tuple(range(1, a.ndim)))
-
-
 def flow_matching_loss_fn(config: SpargeConfig, attention=None):
-  """Task loss: the flow-matching loss ||u(x_t) - (eps - x_0)||^2 with `attention`."""
+  """Task loss: the flow-matching loss ||u(x_t) - (eps - x_0)||^2 with `attention`, padded rows
+  masked out."""
   def loss_fn(model: dit.DiT, batch, rng):
     x0, noise, t = _noise_and_times(config, batch, rng)
-    u = model(dit.interpolate(x0, noise, t), t, batch["label"], attention)
-    return _masked_mean(_per_example_mse(u, noise - x0), batch["mask"]), {}
+    return diffusion.flow_matching_loss(model, x0, batch["label"], noise, t, attention,
+                                        mask=batch["mask"]), {}
   return loss_fn
 
 
@@ -87,10 +80,9 @@ def velocity_distillation_loss_fn(config: SpargeConfig, teacher_def, teacher_sta
   def loss_fn(model: dit.DiT, batch, rng):
     teacher = nnx.merge(teacher_def, teacher_state)
     x0, noise, t = _noise_and_times(config, batch, rng)
-    x_t = dit.interpolate(x0, noise, t)
-    target = jax.lax.stop_gradient(teacher(x_t, t, batch["label"], dit.dense_attention))
-    u = model(x_t, t, batch["label"], attention)
-    return _masked_mean(_per_example_mse(u, target), batch["mask"]), {}
+    x_t = diffusion.interpolate(x0, noise, t)
+    return diffusion.velocity_distillation_loss(model, teacher, x_t, t, batch["label"], attention,
+                                                dit.dense_attention, mask=batch["mask"]), {}
   return loss_fn
 
 
@@ -104,13 +96,14 @@ def _optimizer(lr: float, warmup: int, steps: int, decay: bool) -> optax.Gradien
   return optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=0.0)
 
 
-def make_task(config: SpargeConfig, mesh: jax.sharding.Mesh) -> Task:
+def make_task(config: SpargeConfig, mesh: jax.sharding.Mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
   """The teacher: full attention, flow-matching loss, original distribution."""
   return Task(
       init_model=functools.partial(dit.DiT, config.model),
-      optimizer=_optimizer(config.lr, config.warmup_steps, config.train.steps, decay=True),
+      optimizer=_optimizer(config.lr, config.warmup_steps, config.teacher.steps, decay=True),
       loss_fn=flow_matching_loss_fn(config, dit.dense_attention),
-      train_data=_iterator(config, _source(config, "original", TRAIN_SEED), mesh),
+      train_data=_iterator(config, _source(config, "original", TRAIN_SEED), mesh,
+                           config.teacher.seed),
   )
 
 
@@ -131,13 +124,16 @@ def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_st
     config: the run.
     mesh: devices.
     teacher_state: the teacher's `nnx.state` (host arrays).
-    loss: "vd" (velocity distillation) or "fm" (flow matching with sparse attention).
+    loss: "vd" (velocity distillation: stage `student`, trained by `config.student`) or "fm"
+      (flow matching with sparse attention: stage `fm_finetune`, by `config.fm_finetune`).
   """
   teacher_def = graphdef(config)
   if loss == "vd":
     loss_fn = velocity_distillation_loss_fn(config, teacher_def, teacher_state)
+    train = config.student
   elif loss == "fm":
     loss_fn = flow_matching_loss_fn(config, student_attention(config))
+    train = config.fm_finetune
   else:
     raise ValueError(f"unknown fine-tuning loss {loss!r}; choose vd or fm")
   wrt = nnx.Param
@@ -145,12 +141,22 @@ def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_st
     wrt = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("qkv"), nnx.PathContains("proj")))
   return Task(
       init_model=functools.partial(_from_state, config, teacher_state),
-      optimizer=_optimizer(config.finetune_lr, config.finetune_warmup, config.finetune_steps,
+      optimizer=_optimizer(config.finetune_lr, config.finetune_warmup, train.steps,
                            decay=False),
       loss_fn=loss_fn,
-      train_data=_iterator(config, _source(config, "shifted", FINETUNE_SEED), mesh),
+      train_data=_iterator(config, _source(config, "shifted", FINETUNE_SEED), mesh, train.seed),
       wrt=wrt,
   )
+
+
+def make_student_task(config: SpargeConfig, mesh: jax.sharding.Mesh, inputs) -> Task:
+  """Stage `student`: velocity distillation of the sparse student from `inputs["teacher"]`."""
+  return make_finetune_task(config, mesh, inputs["teacher"], "vd")
+
+
+def make_fm_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, inputs) -> Task:
+  """Stage `fm_finetune`: flow-matching fine-tune of the sparse student from `inputs["teacher"]`."""
+  return make_finetune_task(config, mesh, inputs["teacher"], "fm")
 
 
 class HeldOut:
@@ -173,7 +179,7 @@ class HeldOut:
     self.config = config
     self.x0, self.labels, self.noise = jnp.asarray(x0), jnp.asarray(labels), jnp.asarray(noise)
     self.t = jnp.asarray(t, jnp.float32)
-    self.x_t = dit.interpolate(self.x0, self.noise, self.t)
+    self.x_t = diffusion.interpolate(self.x0, self.noise, self.t)
     self._graphdef = graphdef(config)
     self._evaluate = jax.jit(self._metrics, static_argnums=(1,))
     self.teacher_velocity = self._velocity(teacher_state, dit.dense_attention)
@@ -196,8 +202,8 @@ class HeldOut:
       return attention(q, k, v)
 
     u = nnx.merge(self._graphdef, state)(self.x_t, self.t, self.labels, recording)
-    out = {"mse_to_teacher": jnp.mean((u - self.teacher_velocity) ** 2),
-           "fm_loss": jnp.mean((u - (self.noise - self.x0)) ** 2)}
+    out = {"mse_to_teacher": diffusion.mean_squared_error(u, self.teacher_velocity),
+           "fm_loss": diffusion.mean_squared_error(u, self.noise - self.x0)}
     if sparsities:
       out["sparsity"] = jnp.mean(jnp.stack(sparsities))
     return out

@@ -1,4 +1,7 @@
-"""Experiment A of SpargeAttention2 (arXiv 2602.13515, spec 4.1): mask robustness, no training.
+"""Experiment A of SpargeAttention2 (arXiv 2602.13515): mask robustness, no training.
+
+Our CPU-scale protocol (see experiments/sparge_attention2/README.md), after the paper's synthetic
+study (Sec. 3.2, Table 1).
 
 Synthetic "video" attention heads in three regimes on a T x H x W token grid (frame-major):
 "uniform" (near-flat rows: Top-k keeps too little mass), "sink" (one key block draws a large
@@ -34,7 +37,7 @@ def _smooth(rng: np.random.Generator, grid: tuple[int, int, int], channels: int)
 
 
 def make_heads(setup: MaskStudyConfig) -> dict[str, list[tuple[np.ndarray, ...]]]:
-  """(q, k, v) [N, d] float32 of every head, by regime (spec 4.1's generator)."""
+  """(q, k, v) [N, d] float32 of every head, by regime (the study's generator)."""
   rng = np.random.default_rng(setup.seed)
   n, d = int(np.prod(setup.grid)), setup.dim
   heads = {}

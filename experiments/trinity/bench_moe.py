@@ -5,8 +5,9 @@ every `nnx.Param` and to the input (the backward pass an LM trains through). Sha
 tokens (4 x 512), d=128, expert width F=256, top-2, one shared expert, E in {8, 64} (at 4096
 tokens one dense E=64 step took 5-8 s on the shared 2-core CPU; 2048 keeps it near 1-3 s).
 Reported: tokens/s (forward + backward), the median over interleaved repeats, each repeat timed
-over enough steps to last about a second; compile time is measured apart and excluded. The
-ragged/dense speed ratio is the median of the per-repeat ratios.
+over enough steps to last about a second; compile time is measured apart and excluded
+(`jaxpapers.core.bench.time_interleaved`). The ragged/dense speed ratio is the median of the
+per-repeat ratios.
 
 Dense dispatch runs every expert on every token, E/K times the useful expert FLOPs; ragged
 dispatch sorts the assignments and uses `jax.lax.ragged_dot`, paying for a sort, gathers and
@@ -20,13 +21,14 @@ off where XLA emits a real ragged dot (GPU, TPU).
 from __future__ import annotations
 
 import statistics
-import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxpapers.core import bench
 from jaxpapers.nn.moe import MoE
 
 BATCH, SEQ, D_MODEL, WIDTH, TOP_K = 4, 512, 128, 256, 2
@@ -36,73 +38,58 @@ REPEATS = 5
 TARGET_SECONDS = 1.0  # length of one timed repeat
 
 
-def _step(num_experts: int, dispatch: str):
-  """A compiled fwd+bwd step and its arguments; returns (call, compile seconds)."""
+def _step(num_experts: int, dispatch: str, batch: int, seq: int) -> bench.Case:
+  """The jitted fwd+bwd step of one layer and its arguments."""
   model = MoE(D_MODEL, num_experts, TOP_K, WIDTH, dispatch=dispatch, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  x = jnp.asarray(np.random.default_rng(1).standard_normal((BATCH, SEQ, D_MODEL)), jnp.float32)
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, seq, D_MODEL)), jnp.float32)
 
   def loss(params, x):
     y, _ = nnx.merge(graphdef, params, rest)(x)
     return jnp.sum(y ** 2)
 
-  start = time.perf_counter()
-  compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, x).compile()
-  compile_seconds = time.perf_counter() - start
-
-  def run(n: int) -> float:
-    """Runs n steps; returns the elapsed seconds."""
-    start = time.perf_counter()
-    for _ in range(n):
-      out = compiled(params, x)
-    jax.block_until_ready(out)
-    return time.perf_counter() - start
-
-  return run, compile_seconds
+  return bench.Case(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), (params, x))
 
 
-def bench_moe():
+def bench_moe(experts: tuple[int, ...] = EXPERTS, batch: int = BATCH, seq: int = SEQ,
+              repeats: int = REPEATS, target_seconds: float = TARGET_SECONDS
+              ) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
   """Returns (table rows, JSON record)."""
-  tokens = BATCH * SEQ
+  tokens = batch * seq
   results = []
-  for num_experts in EXPERTS:
-    runs = {}
-    for dispatch in DISPATCHES:
-      run, compile_seconds = _step(num_experts, dispatch)
-      run(1)  # warm-up: first dispatch
-      steps = max(1, round(TARGET_SECONDS / run(1)))
-      runs[dispatch] = (run, steps, compile_seconds, [])
-    for _ in range(REPEATS):  # interleaved, so background load hits both alike
-      for dispatch, (run, steps, _, rates) in runs.items():
-        rates.append(steps * tokens / run(steps))
-    for dispatch, (run, steps, compile_seconds, rates) in runs.items():
+  for num_experts in experts:
+    # Interleaved, so background load hits both alike; each repeat lasts about target_seconds.
+    timings = bench.time_interleaved(
+        {dispatch: _step(num_experts, dispatch, batch, seq) for dispatch in DISPATCHES},
+        warmup=1, repeats=repeats, min_repeat_seconds=target_seconds)
+    for dispatch, timing in timings.items():
       results.append({"num_experts": num_experts, "dispatch": dispatch,
-                      "tokens_per_second": statistics.median(rates),
-                      "compile_seconds": compile_seconds, "steps_per_repeat": steps,
-                      "all_rates": rates})
+                      "tokens_per_second": timing.rate(tokens),
+                      "compile_seconds": timing.compile_seconds, "steps_per_repeat": timing.number,
+                      "all_rates": timing.rates(tokens), "timing": timing})
   by_key = {(r["num_experts"], r["dispatch"]): r for r in results}
   # Paired per-repeat ratios (same repeat, back to back) resist the shared machine's load
   # swings better than a ratio of medians; "faster" follows the median paired ratio.
   ragged_speedup = {
       str(e): statistics.median(np.array(by_key[e, "ragged"]["all_rates"])
                                 / np.array(by_key[e, "dense"]["all_rates"]))
-      for e in EXPERTS}
+      for e in experts}
   faster = {e: "ragged" if ratio > 1 else "dense" for e, ratio in ragged_speedup.items()}
-  record = {
-      "benchmark": "moe",
-      "paper": "2602.17004",
-      "step": "jit(value_and_grad(sum(y**2))) w.r.t. nnx.Param and x",
-      "tokens": tokens, "batch": BATCH, "seq": SEQ, "d_model": D_MODEL,
-      "expert_width": WIDTH, "top_k": TOP_K, "num_shared": 1, "repeats": REPEATS,
-      "results": results, "faster": faster,
-      "ragged_speedup_over_dense": {e: float(r) for e, r in ragged_speedup.items()},
-      "backend": jax.default_backend(), "devices": 1, "jax_version": jax.__version__,
-  }
+  record = bench.bench_record(
+      "trinity_moe",
+      {"results": results, "faster": faster,
+       "ragged_speedup_over_dense": {e: float(r) for e, r in ragged_speedup.items()}},
+      description="MoE layer fwd+bwd: dense vs ragged (jax.lax.ragged_dot) dispatch",
+      config={"paper": "2602.17004",
+              "step": "jit(value_and_grad(sum(y**2))) w.r.t. nnx.Param and x",
+              "tokens": tokens, "batch": batch, "seq": seq, "d_model": D_MODEL,
+              "expert_width": WIDTH, "top_k": TOP_K, "num_shared": 1, "experts": list(experts),
+              "repeats": repeats, "target_seconds_per_repeat": target_seconds})
   rows = [("experts", "dispatch", "tokens/s (median)", "ms/step", "compile s")]
   for r in results:
     rows.append((str(r["num_experts"]), r["dispatch"], f"{r['tokens_per_second']:.0f}",
                  f"{1e3 * tokens / r['tokens_per_second']:.1f}", f"{r['compile_seconds']:.2f}"))
-  for e in EXPERTS:
+  for e in experts:
     rows.append((str(e), f"faster: {faster[str(e)]}", f"ragged/dense x{ragged_speedup[str(e)]:.2f}",
                  "", ""))
   return rows, record

@@ -1,8 +1,10 @@
-"""Config and presets of the Trinity experiment (arXiv 2602.17004; spec sections 4.1-4.4).
+"""Config and presets of the Trinity experiment (arXiv 2602.17004).
+
+The smoke and small presets are our CPU-scale protocol, see experiments/trinity/README.md.
 
 Presets:
   smoke: a 2-layer AFMoE on Markov documents, a few dozen steps (the test suite's run).
-  small: spec 4.2's tiny MoE LM (4 layers, d 64, 16 routed experts top-2 + 1 shared, window 32,
+  small: our tiny MoE LM (4 layers, d 64, 16 routed experts top-2 + 1 shared, window 32,
     seq 128) on 8-domain Markov documents through RSDB; the reproduction of `jaxpapers reproduce`.
   paper: an AFMoE in the shape of the HF AfmoeConfig template (Trinity Mini/Nano class) for a GPU.
 """

@@ -17,9 +17,10 @@ import optax
 
 from .config import TrinityConfig
 from jaxpapers import optim
-from jaxpapers.core import documents, mesh as mesh_lib
-from jaxpapers.core.rsdb import RSDB, SequentialPacker
+from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.train import Task
+from jaxpapers.data import documents
+from jaxpapers.data.packing import RSDB, SequentialPacker
 from jaxpapers.nn.afmoe import AfmoeLM
 
 EVAL_SEED = 10_007  # held-out documents come from another seed of the same stream
@@ -115,7 +116,8 @@ def evaluate(model: AfmoeLM, held_out) -> dict[str, jax.Array]:
   return {"eval_loss": jnp.mean(jnp.stack(losses)), "eval_maxvio": jnp.mean(jnp.stack(maxvio))}
 
 
-def make_task(config: TrinityConfig, mesh: jax.sharding.Mesh) -> Task:
+def make_task(config: TrinityConfig, mesh: jax.sharding.Mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
+  """The tiny AFMoE LM's training task (`inputs` is unused: the experiment has one stage)."""
   held_out = eval_batches(config)
   tx = balancer(config)
   return Task(

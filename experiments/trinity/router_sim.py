@@ -1,4 +1,6 @@
-"""Router-only simulation: SMEBU against the sign rule (Trinity, arXiv 2602.17004, spec 4.1).
+"""Router-only simulation: SMEBU against the sign rule (Trinity, arXiv 2602.17004).
+
+Our CPU-scale protocol (see experiments/trinity/README.md) for the report's SMEBU.
 
 A fixed sigmoid top-K router sees fresh Gaussian tokens each step; a static per-expert logit
 skew makes balancing necessary. The selection bias `b` (added to the scores, used only for the
@@ -14,9 +16,9 @@ Observables over the final third of the steps: mean MaxVio_batch (Wang et al., a
 2408.15664), bias jitter `mean_i |b_{t+1} − b_t|`, and the steps until MaxVio first drops below
 a threshold; plus the centering invariant `|Σ_i b_i|`.
 
-Claims (`router_claims`): "small"/"paper" run the spec's full protocol (E=16 K=2 and E=64 K=4,
+Claims (`router_claims`): "small"/"paper" run the full protocol (E=16 K=2 and E=64 K=4,
 T=8192 tokens, 1500 steps, γ=λ=5e-3); "smoke" the tiny CI (E=16 K=2, T=2048, 400 steps,
-γ=λ=1e-2). The `paper_value`s are the figures the spec measured for this simulation (the
+γ=λ=1e-2). The `paper_value`s are the figures of our calibration run of this simulation (the
 report itself gives no isolated SMEBU ablation numbers).
 """
 
@@ -40,7 +42,7 @@ FEATURES = 16
 METHODS = ("sign", "smebu")
 SMEBU_MOMENTUM, SMEBU_KAPPA = 0.5, 2.0
 
-# Spec 4.1 protocols: (label, experts, top-k, tokens per step, steps, step size), seed, threshold.
+# Protocols: (label, experts, top-k, tokens per step, steps, step size), seed, threshold.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "smoke": {"configs": [("E16_K2", 16, 2, 2048, 400, 1e-2)], "seed": 0, "threshold": 0.25},
     "small": {"configs": [("E16_K2", 16, 2, 8192, 1500, 5e-3), ("E64_K4", 64, 4, 8192, 1500, 5e-3)],
@@ -48,7 +50,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 PROTOCOLS["paper"] = PROTOCOLS["small"]
 
-# The spec's measured figures (spec 4.1 table), per config: (sign, SMEBU).
+# Our calibration run's figures, per config: (sign, SMEBU).
 SPEC_FIGURES = {
     "small": {"E16_K2": {"tail_max_vio": (0.093, 0.054), "tail_jitter": (4.9e-3, 1.3e-4),
                          "steps_to_threshold": (38, 40)},
@@ -156,7 +158,7 @@ def simulate(num_experts: int, top_k: int, tokens: int, steps: int, step_size: f
 
 
 def router_results(preset: str) -> dict[str, Any]:
-  """Runs the spec 4.1 protocol of `preset` ("smoke", "small" or "paper").
+  """Runs the router-simulation protocol of `preset` ("smoke", "small" or "paper").
 
   Returns:
     {"preset", "threshold", "wall_seconds", "configs": {label: {"config": {...}, "sign": {...},
@@ -181,7 +183,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def router_claims(preset: str, results: dict[str, Any] | None = None) -> list[report.Claim]:
-  """The spec 4.1 claims of `preset`; runs :func:`router_results` unless `results` is given."""
+  """The router-simulation claims of `preset`; runs :func:`router_results` unless `results` is given."""
   results = router_results(preset) if results is None else results
   spec = SPEC_FIGURES[preset]
   threshold = results["threshold"]
@@ -241,12 +243,8 @@ def router_claims(preset: str, results: dict[str, Any] | None = None) -> list[re
 
 def plot_router(path: str | Path, results: dict[str, Any]) -> Path:
   """MaxVio and bias trajectories, sign against SMEBU, one column per config; returns `path`."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   configs = results["configs"]
-  fig, axes = plt.subplots(2, len(configs), figsize=(5.5 * len(configs), 7), squeeze=False)
+  fig, axes = report.subplots(2, len(configs), figsize=(5.5 * len(configs), 7), squeeze=False)
   colors = {"sign": "tab:red", "smebu": "tab:blue"}
   for col, (label, res) in enumerate(configs.items()):
     top, bottom = axes[0, col], axes[1, col]
@@ -266,8 +264,4 @@ def plot_router(path: str | Path, results: dict[str, Any]) -> Path:
     bottom.set_title(f"{label}: bias of experts {', '.join(map(str, picks))}")
     bottom.set_xlabel("step")
     bottom.legend()
-  fig.tight_layout()
-  path = Path(path)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path)

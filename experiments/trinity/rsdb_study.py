@@ -1,10 +1,12 @@
-"""RSDB vs sequential packing, data only (Trinity, arXiv 2602.17004, spec 4.3).
+"""RSDB vs sequential packing, data only (Trinity, arXiv 2602.17004).
+
+Our CPU-scale protocol (see experiments/trinity/README.md) for the report's RSDB.
 
 Protocol: an infinite stream of Markov documents (8 uniform domains, length
 ``clip(lognormal(7.0, 1.3), 16, 200000)``) is packed into batches of 16 rows of
 256 tokens by sequential packing (concatenate and cut) and by RSDB with
-user/internal buffer sizes 16/32, 64/128 and 256/512 (spec 1.3: uniform random
-live document, copy ``min(space_left, doc_left)`` tokens from its read head,
+user/internal buffer sizes 16/32, 64/128 and 256/512 (our reading of the report:
+uniform random live document, copy ``min(space_left, doc_left)`` tokens from its read head,
 bulk refill when the live count drops to the user size). Per step we measure
 ``DomTV_t = 1/2 sum_k |p_{t,k} - 1/8|`` (token share of domain k in batch t)
 and check that every row holds exactly S tokens with segment ids 1, 2, ...
@@ -12,7 +14,7 @@ per document piece. A finite set of documents is then drained through RSDB to
 check that every document token is emitted exactly once, in document order,
 and that each segment is one contiguous piece of one document.
 
-Claims (spec 4.3): mean DomTV of RSDB(64/128) <= 0.5 x sequential (smoke, 50
+Claims: mean DomTV of RSDB(64/128) <= 0.5 x sequential (smoke, 50
 steps: <= 0.6); every row exactly S tokens; conservation; segment ids monotone
 within each document piece.
 """
@@ -24,22 +26,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from jaxpapers.core import report
-from jaxpapers.core.documents import MarkovDocuments, markov_domains
-from jaxpapers.core.rsdb import RSDB, SequentialPacker, domain_tv
+from jaxpapers.data.documents import MarkovDocuments, markov_domains
+from jaxpapers.data.packing import RSDB, SequentialPacker, domain_tv
 
 PAPER_DOMTV = {"sequential": 0.76, "rsdb_16_32": 0.35, "rsdb_64_128": 0.27, "rsdb_256_512": 0.25}
 
 
 @dataclasses.dataclass(frozen=True)
 class RSDBStudyConfig:
-  """Spec 4.3 protocol settings.
+  """RSDB study protocol settings.
 
   Attributes:
     steps: Batches measured per loader.
@@ -155,7 +153,7 @@ def _conservation(config: RSDBStudyConfig, stream: MarkovDocuments) -> dict[str,
 
 
 def rsdb_claims(preset: str) -> tuple[list[report.Claim], dict[str, Any]]:
-  """Runs the spec 4.3 protocol of ``preset`` ("smoke", "small" or "paper").
+  """Runs the RSDB study protocol of ``preset`` ("smoke", "small" or "paper").
 
   Returns:
     (claims, results): results holds the mean and per-step DomTV of every
@@ -209,7 +207,7 @@ def rsdb_claims(preset: str) -> tuple[list[report.Claim], dict[str, Any]]:
 def plot_rsdb(path: str | Path, results: dict[str, Any]) -> Path:
   """DomTV per step of every loader (thin) with a 20-step running mean (bold)."""
   path = Path(path)
-  fig, ax = plt.subplots(figsize=(8, 4.5))
+  fig, ax = report.subplots(figsize=(8, 4.5))
   for i, (name, curve) in enumerate(results["curves"].items()):
     curve = np.asarray(curve)
     steps = np.arange(1, len(curve) + 1)
@@ -222,7 +220,4 @@ def plot_rsdb(path: str | Path, results: dict[str, Any]) -> Path:
   ax.set(xlabel="step", ylabel="DomTV (batch domain share vs global mix)", ylim=(0, 1),
          title="Batch domain heterogeneity: sequential packing vs RSDB")
   ax.legend(fontsize=8, loc="upper right")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path)

@@ -2,38 +2,38 @@
 
 1. Forward time of the squared attention for N in {1k, 2k, 4k, 8k, 16k} (B = 1, H = 2, d = 16):
    quadratic (XLA; queries in blocks of 512 against all keys, so memory stays O(N)), chunked
-   (spec 1.5, chunk 128) and recurrent (spec 1.4, token scan).
+   (Mamba-2's SSD form, chunk 128) and recurrent (paper Alg. 6, token scan).
 2. Decode, per token (H = 4, d = 64): the 2Mamba recurrent step (constant state) against a
    KV-cache softmax-with-decay step at contexts 1k-16k; bytes of each cache.
 
-The GPU benchmark (spec 4.3) is a separate prepared script, `gpu_bench.py`.
+Times are medians after compilation and one warm-up call (`jaxpapers.core.bench`). The GPU
+benchmark (our GPU protocol, see the README) is a separate prepared script, `gpu_bench.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers.core import bench
 from jaxpapers.nn import second_order
 from jaxpapers.nn.mixers import MixerCache, kv_cache_decode_step
 
 SEQ_LENS = (1024, 2048, 4096, 8192, 16384)
+CONTEXTS = (1024, 2048, 4096, 8192, 16384)
 QUERY_BLOCK = 512
+MAX_CHUNKED_RATIO = 10.0  # time(16k) / time(2k) of the chunked form: linear is 8
+# Keyword arguments for a quick run of the same logic (tests/core/test_bench.py runs it).
+SMOKE_KWARGS = {"bench_two_mamba": {"seq_lens": (512,), "contexts": (64,)}}
 
 
 def _time(fn, *args, repeats: int = 3) -> float:
-  """Median seconds of `repeats` calls after one compile-and-run call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  """Median seconds of `repeats` calls after compilation and one warm-up call."""
+  return bench.time_fn(fn, *args, warmup=1, repeats=repeats).median
 
 
 @jax.jit
@@ -62,15 +62,9 @@ def quadratic_blocked(q, k, v, log_decay):
 def _interleaved(fn, inputs: dict, repeats: int) -> dict[int, list[float]]:
   """Times fn on every input, round-robin over the inputs `repeats` times (so load changes on a
   shared machine hit every length alike); returns seconds per call for each key."""
-  for args in inputs.values():
-    jax.block_until_ready(fn(*args))
-  times = {n: [] for n in inputs}
-  for _ in range(repeats):
-    for n, args in inputs.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args))
-      times[n].append(time.perf_counter() - start)
-  return times
+  timings = bench.time_interleaved({n: bench.Case(fn, args) for n, args in inputs.items()},
+                                   warmup=1, repeats=repeats)
+  return {n: list(t.all) for n, t in timings.items()}
 
 
 def bench_forms(seq_lens=SEQ_LENS, heads: int = 2, dim: int = 16, chunk: int = 128,
@@ -97,7 +91,7 @@ def bench_forms(seq_lens=SEQ_LENS, heads: int = 2, dim: int = 16, chunk: int = 1
   return rows
 
 
-def bench_decode(contexts=(1024, 2048, 4096, 8192, 16384), heads: int = 4,
+def bench_decode(contexts=CONTEXTS, heads: int = 4,
                  dim: int = 64) -> dict:
   key = jax.random.key(0)
   q, k, v = (jax.random.normal(kk, (1, heads, dim)) for kk in jax.random.split(key, 3))
@@ -118,10 +112,11 @@ def bench_decode(contexts=(1024, 2048, 4096, 8192, 16384), heads: int = 4,
   return out
 
 
-def bench_two_mamba():
+def bench_two_mamba(seq_lens: tuple[int, ...] = SEQ_LENS, contexts: tuple[int, ...] = CONTEXTS
+                    ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
   """Both CPU benchmarks: (table rows, JSON record)."""
-  forms = bench_forms()
-  decode = bench_decode()
+  forms = bench_forms(seq_lens)
+  decode = bench_decode(contexts)
   first = {r["seq"]: r for r in forms}
   ratio = min_ratio = None
   if 16384 in first and 2048 in first:
@@ -132,14 +127,20 @@ def bench_two_mamba():
   rows += [(r["seq"], fmt(r["quadratic_s"]), fmt(r["chunked_s"]), fmt(r["recurrent_s"]))
            for r in forms]
   rows.append(("chunked 16k / 2k", f"{ratio:.2f} (median), {min_ratio:.2f} (min)" if ratio
-               else "-", "<= 10", ""))
+               else "-", f"<= {MAX_CHUNKED_RATIO:g}", ""))
   rows += [("", "", "", ""), ("decode", "s / token", "cache bytes", "")]
   rows.append(("2Mamba state", f"{decode['recurrent_token_s'] * 1e3:.3f} ms",
                decode["recurrent_state_bytes"], ""))
   rows += [(f"KV cache @ {d['context']}", f"{d['token_s'] * 1e3:.3f} ms", d["cache_bytes"], "")
            for d in decode["kv"]]
-  record = {"benchmark": "two_mamba", "backend": jax.default_backend(), "forms": forms,
-            "chunked_16k_over_2k": ratio, "chunked_16k_over_2k_min": min_ratio,
-            "chunked_linear_ok": ratio is not None and ratio <= 10,
-            "decode": decode}
+  record = bench.bench_record(
+      "two_mamba", {"forms": forms, "chunked_16k_over_2k": ratio,
+                    "chunked_16k_over_2k_min": min_ratio, "decode": decode},
+      description="2Mamba's squared attention on CPU: quadratic vs chunked vs recurrent forms; "
+                  "recurrent decode vs a KV-cache step",
+      config={"forms": {"seq_lens": list(seq_lens), "batch": 1, "heads": 2, "dim": 16,
+                        "chunk": 128, "query_block": QUERY_BLOCK, "chunked_repeats": 15},
+              "decode": {"contexts": list(contexts), "heads": 4, "dim": 64, "repeats": 20},
+              "statistic": "median seconds after compilation and one warm-up call"},
+      targets={"chunked_16k_over_2k": bench.target(ratio, "<=", MAX_CHUNKED_RATIO)})
   return rows, record

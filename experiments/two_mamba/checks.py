@@ -1,11 +1,13 @@
-"""Non-training observables of the 2Mamba reproduction (arXiv 2602.17363, spec 4.1-4.2).
+"""Non-training observables of the 2Mamba reproduction (arXiv 2602.17363).
 
-* `forms_agree`: quadratic == recurrent == chunked (spec 4.2 item 1) and the feature-map
-  identity (item 3).
+Part of our CPU-scale protocol, see experiments/two_mamba/README.md.
+
+* `forms_agree`: quadratic == recurrent == chunked and the feature-map identity of
+  Sec. 5.1.
 * `kernel_gradients`: the Pallas kernel's custom-VJP gradients against autodiff of the dense
-  reference for q, k, v and the decay (item 2).
+  reference for q, k, v and the decay.
 * `memory`: decode-state bytes against KV-cache bytes, from the arrays a decoder allocates
-  (spec 1.4, paper eq. 6 and Fig. 7).
+  (paper Sec. 5.1, Eq. (6) and Fig. 7).
 * `decode_vs_parallel`: a 2Mamba mixer decoded token by token against its parallel form.
 """
 
@@ -62,7 +64,7 @@ def _forms_deviations():
 
 def kernel_gradients(variant: str = "square") -> float:
   """Max over q, k, v, A of max|kernel grad - reference grad| / max|reference grad|
-  (interpret mode on CPU; spec 4.2: N = 128, d = 16, 1 head, block 32)."""
+  (interpret mode on CPU; N = 128, d = 16, 1 head, block 32)."""
   return float(_kernel_grad_deviation(variant))
 
 
@@ -89,8 +91,8 @@ def memory(dims=(16, 32, 64, 128)) -> dict[int, dict[str, float]]:
   """Per head and layer (fp32): 2Mamba decode cache (recurrent state + conv window) against a
   softmax KV cache (keys + values), both read off the arrays the mixers allocate.
 
-  The crossover is the first context N at which the KV cache is larger; the formula of spec
-  1.4 says N > (d + 1)^2 / 4 + 3/2.
+  The crossover is the first context N at which the KV cache is larger; the paper's Eq. (6)
+  gives N > (d + 1)^2 / 4 + 3/2.
   """
   out = {}
   for d in dims:

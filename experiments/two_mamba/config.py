@@ -1,10 +1,12 @@
-"""Config and presets of the 2Mamba experiment (arXiv 2602.17363; spec sections 4.1-4.3).
+"""Config and presets of the 2Mamba experiment (arXiv 2602.17363).
+
+The smoke and small presets are our CPU-scale protocol, see experiments/two_mamba/README.md.
 
 Presets:
-  smoke: spec 4.2 (forms agree, kernel gradients, feature map, 100 recall steps with 8 pairs cut
+  smoke: the CI checks (forms agree, kernel gradients, feature map, 100 recall steps with 8 pairs cut
     the 2Mamba loss by >= 30 %), memory and a short decode check.
-  small: spec 4.1 multi-query associative recall (32 pairs, 1 layer, d_model 64, 4 heads x 16,
-    600 steps: the spec's short-time option) for Mamba-2S, 2Mamba and 2Mamba-E; memory
+  small: multi-query associative recall (32 pairs, 1 layer, d_model 64, 4 heads x 16,
+    600 steps: our protocol's short-time option) for Mamba-2S, 2Mamba and 2Mamba-E; memory
     crossover; decode == parallel at N = 2,048; the character-level LM on standard-library
     sources (2 layers, d_model 128; context 128, batch 8, 300 steps to fit the CPU budget).
   paper: the paper's small model shape (hidden 1024, 16 heads x 64, 20 layers, context 2048)
@@ -21,7 +23,7 @@ from jaxpapers.nn.mixers import IMPLEMENTATIONS, KINDS
 
 @dataclasses.dataclass(frozen=True)
 class RecallConfig:
-  """Multi-query associative recall (spec 4.1).
+  """Multi-query associative recall (MQAR; our CPU protocol).
 
   Attributes:
     pairs: (key, value) pairs per sequence; keys without replacement from tokens 2-65.
@@ -41,21 +43,22 @@ class RecallConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
-  """Character-level LM on the standard library's top-level modules (spec 4.1, optional).
+  """Character-level LM on the standard library's top-level modules (our optional LM check).
 
   Every tenth file (sorted by name) is held out for the test loss.
 
   Attributes:
-    steps: training steps per mixer (0 skips the LM in `reproduce`).
     seq_len: context.
     d_model, num_layers, num_heads, head_dim: model shape.
     batch_size: sequences per step.
     lr: peak learning rate.
+    warmup_steps: linear warm-up, then cosine to 0 over train.steps.
     train_bytes, test_bytes: corpus bytes read for each split.
     eval_windows: held-out windows in the test loss.
+    train: the LM's training loop (each mixer in `reproduce`; `jaxpapers train two_mamba
+      task=lm`).
   """
 
-  steps: int = 300
   seq_len: int = 128
   d_model: int = 128
   num_layers: int = 2
@@ -63,13 +66,15 @@ class LMConfig:
   head_dim: int = 16
   batch_size: int = 8
   lr: float = 3e-3
+  warmup_steps: int = 30
   train_bytes: int = 3_000_000
   test_bytes: int = 300_000
   eval_windows: int = 64
+  train: TrainConfig = TrainConfig(steps=300, eval_every=75, log_every=10, checkpoint_every=100)
 
   def __post_init__(self):
-    check(self.steps >= 0, "lm.steps", self.steps, ">= 0")
     check(self.seq_len >= 2, "lm.seq_len", self.seq_len, ">= 2")
+    check(self.warmup_steps >= 0, "lm.warmup_steps", self.warmup_steps, ">= 0")
     for name in ("d_model", "num_layers", "num_heads", "head_dim", "batch_size", "eval_windows"):
       check(getattr(self, name) >= 1, f"lm.{name}", getattr(self, name), ">= 1")
     check(0 < self.lr <= 1, "lm.lr", self.lr, "in (0, 1]")
@@ -82,15 +87,20 @@ class TwoMambaConfig:
   """A 2Mamba run: model, mixer, task, optimizer.
 
   Attributes:
-    task: "recall" (spec 4.1 MQAR) or "lm" (character-level LM) for `jaxpapers train`.
+    task: "recall" (MQAR) or "lm" (character-level LM) for `jaxpapers train`.
     mixer: mixer kind (`jaxpapers.nn.mixers.KINDS`) for `jaxpapers train`; `reproduce` runs
       several.
     implementation: "xla", "pallas" or "chunked" (see MixerConfig).
     d_model, num_layers, num_heads, head_dim, mlp_ratio: model shape (recall task; the LM task
       takes its own from `lm`).
-    lr, warmup_steps, weight_decay, clip, batch_size: AdamW, linear warm-up then cosine to 0.
+    lr, warmup_steps, batch_size: the recall task's AdamW (linear warm-up then cosine to 0);
+      the LM's are in `lm`.
+    weight_decay, clip: AdamW weight decay and gradient clipping of both tasks.
     decode_len: length of the decode == parallel check.
     recall, lm: the two tasks.
+    run_lm: whether `reproduce` runs the LM study.
+    train: the recall task's training loop (the LM's is `lm.train`; the one training stage
+      trains the one `task` chooses).
   """
 
   task: str = "recall"
@@ -109,6 +119,7 @@ class TwoMambaConfig:
   decode_len: int = 2048
   recall: RecallConfig = RecallConfig()
   lm: LMConfig = LMConfig()
+  run_lm: bool = True
   train: TrainConfig = TrainConfig(steps=600, eval_every=100, log_every=10, checkpoint_every=200)
   mesh: MeshConfig = MeshConfig(data=1)
 
@@ -128,17 +139,24 @@ class TwoMambaConfig:
 
 SMOKE = TwoMambaConfig(
     recall=RecallConfig(pairs=8, queries=8, test_size=64),
-    lm=LMConfig(steps=0),
+    run_lm=False,
     decode_len=64, lr=5e-3, warmup_steps=20,
     train=TrainConfig(steps=100, eval_every=100, log_every=5, checkpoint_every=50))
 SMALL = TwoMambaConfig()
 PAPER = TwoMambaConfig(
     task="lm", implementation="pallas",
-    lm=LMConfig(steps=100_000, seq_len=2048, d_model=1024, num_layers=20, num_heads=16,
-                head_dim=64, batch_size=32, lr=1e-4, train_bytes=200_000_000,
-                test_bytes=2_000_000, eval_windows=256),
+    lm=LMConfig(seq_len=2048, d_model=1024, num_layers=20, num_heads=16,
+                head_dim=64, batch_size=32, lr=1e-4, warmup_steps=10_000, train_bytes=200_000_000,
+                test_bytes=2_000_000, eval_windows=256,
+                train=TrainConfig(steps=100_000, eval_every=5_000, log_every=100,
+                                  checkpoint_every=5_000)),
     warmup_steps=10_000, weight_decay=0.01,
     train=TrainConfig(steps=100_000, eval_every=5_000, log_every=100, checkpoint_every=5_000),
     mesh=MeshConfig())
 
 PRESETS = {"smoke": SMOKE, "small": SMALL, "paper": PAPER}
+
+
+def train_field(config: TwoMambaConfig) -> str:
+  """The TrainConfig of the task `config.task` chooses: `train` (recall) or `lm.train`."""
+  return "lm.train" if config.task == "lm" else "train"

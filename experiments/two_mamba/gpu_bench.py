@@ -1,5 +1,5 @@
-"""GPU benchmark of 2Mamba's second-order attention (arXiv 2602.17363, spec 4.3; protocol of
-pallas_notes.md section 6). A prepared script for a GPU machine; about 5 minutes on one H200.
+"""GPU benchmark of 2Mamba's second-order attention (arXiv 2602.17363; our GPU protocol,
+see experiments/two_mamba/README.md). A prepared script for a GPU machine; about 5 minutes on one H200.
 
 Compares, at B = 1, H = 16, d = 64, bf16 inputs with fp32 accumulation, causal, forward and
 forward+backward:
@@ -10,6 +10,9 @@ for N in {2k, 8k, 32k}; reports the squared kernel's time over Pallas flash's (t
 Then the chunked form (chunk 128) against the squared kernel (forward) at N in {8k, 32k}, and
 the decode step (recurrent state vs KV cache) at contexts 1k-128k.
 
+Timed with `jaxpapers.core.bench.time_fn` (compilation apart, 3 warm-up calls, median of the
+repeats); the JSON is a `jaxpapers.core.bench.bench_record` like every `bench_*.json`.
+
 Usage (GPU): `python -m jaxpapers.experiments.two_mamba.gpu_bench --out gpu_bench.json`
 CPU dry run of the same logic at a tiny size (interpret mode, no cuDNN):
 `python -m jaxpapers.experiments.two_mamba.gpu_bench --tiny`
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import kernels_pallas
+from jaxpapers.core import bench
 from jaxpapers.nn import second_order
 from jaxpapers.nn.mixers import MixerCache, kv_cache_decode_step
 
@@ -40,17 +43,10 @@ TINY = {"seq": (128,), "heads": 2, "dim": 16, "block": 32, "chunked_seq": (128,)
 
 
 def _time(fn, *args, repeats: int) -> dict:
-  """Compile once, 3 warm-up calls, then `repeats` timed calls: median and 10-90 % spread (s)."""
-  jax.block_until_ready(fn(*args))
-  for _ in range(3):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return {"median_s": float(np.median(times)), "p10_s": float(np.percentile(times, 10)),
-          "p90_s": float(np.percentile(times, 90))}
+  """Compile apart, 3 warm-up calls, then `repeats` timed calls (`Timing.to_dict`, seconds)."""
+  timing = bench.time_fn(fn, *args, warmup=3, repeats=repeats)
+  return {**timing.to_dict(), "p10_s": float(np.percentile(timing.all, 10)),
+          "p90_s": float(np.percentile(timing.all, 90))}
 
 
 def _guard(fn, *args, repeats):
@@ -142,33 +138,37 @@ def bench_decode(cfg) -> dict:
   return out
 
 
-def _environment() -> dict:
-  env = {"jax": jax.__version__, "backend": jax.default_backend(),
-         "devices": [d.device_kind for d in jax.devices()], "python": platform.python_version()}
+def _driver() -> str | None:
+  """nvidia-smi's GPU name and driver version, if it runs here."""
   try:
-    env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
-                                        "--format=csv,noheader"], capture_output=True, text=True,
-                                       timeout=20, check=False).stdout.strip()
+    return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                           "--format=csv,noheader"], capture_output=True, text=True,
+                          timeout=20, check=False).stdout.strip()
   except (OSError, subprocess.SubprocessError):
-    env["nvidia_smi"] = None
-  return env
+    return None
 
 
 def run(tiny: bool = False) -> dict:
-  """The whole benchmark; `tiny` runs the same logic on CPU in interpret mode."""
+  """The whole benchmark, as a `bench_record`; `tiny` runs the same logic on CPU in interpret mode."""
   on_gpu = jax.default_backend() == "gpu"
   cfg = TINY if tiny or not on_gpu else FULL
   interpret = not on_gpu
   dtype = jnp.bfloat16
   start = time.perf_counter()
-  record = {"environment": _environment(), "config": {k: list(v) if isinstance(v, tuple) else v
-                                                      for k, v in cfg.items()},
-            "dtype": jnp.dtype(dtype).name, "interpret": interpret}
-  record["kernels"] = bench_kernels(cfg, dtype, interpret, with_cudnn=on_gpu)
-  record["chunked"] = bench_chunked(cfg, dtype, interpret)
-  record["decode"] = bench_decode(cfg)
-  record["wall_s"] = time.perf_counter() - start
-  return record
+  results = {"kernels": bench_kernels(cfg, dtype, interpret, with_cudnn=on_gpu),
+             "chunked": bench_chunked(cfg, dtype, interpret),
+             "decode": bench_decode(cfg)}
+  results["nvidia_smi"] = _driver() if on_gpu else None
+  results["wall_s"] = time.perf_counter() - start
+  largest = [r for r in results["kernels"] if r["seq"] == max(cfg["seq"]) and r["impl"] == "square"]
+  ratio = largest[0].get("fwd_over_pallas_flash") if largest else None
+  return bench.bench_record(
+      "two_mamba_gpu", results,
+      description="2Mamba's Pallas second-order attention vs Pallas flash and cuDNN attention; "
+                  "chunked form; recurrent decode vs KV cache",
+      config={**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+              "dtype": jnp.dtype(dtype).name, "interpret": interpret, "tiny": cfg is TINY},
+      targets={f"square_fwd_over_pallas_flash_n{max(cfg['seq'])}": bench.target(ratio, "<=", 1.3)})
 
 
 def main(argv=None) -> int:
@@ -178,13 +178,13 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   record = run(args.tiny)
   args.out.write_text(json.dumps(record, indent=2) + "\n")
-  for row in record["kernels"]:
+  for row in record["results"]["kernels"]:
     fwd, both = row["fwd"], row["fwd_bwd"]
     show = lambda t: f"{t['median_s'] * 1e3:9.3f} ms" if "median_s" in t else t["error"][:60]
     ratio = row.get("fwd_over_pallas_flash")
     print(f"N={row['seq']:6d} {row['impl']:13s} fwd {show(fwd)}  fwd+bwd {show(both)}"
           + (f"  fwd/flash {ratio:.2f}x" if ratio else ""))
-  print(f"wrote {args.out} ({record['wall_s']:.0f} s)")
+  print(f"wrote {args.out} ({record['results']['wall_s']:.0f} s)")
   return 0
 
 

@@ -1,9 +1,12 @@
-"""Models and tasks of the 2Mamba experiment (arXiv 2602.17363, spec 4.1).
+"""Models and tasks of the 2Mamba experiment (arXiv 2602.17363).
 
-`MixerLM`: token embedding (std 0.02), then per layer pre-RMSNorm -> mixer -> residual ->
-pre-RMSNorm -> GELU MLP -> residual, final RMSNorm, linear read-out. Only the mixer kind differs
-between variants. Tasks: multi-query associative recall (fresh batches every step, loss and
-accuracy on the query positions) and character-level LM on standard-library sources.
+Models of our CPU-scale protocol, see experiments/two_mamba/README.md.
+
+The model is the shared `jaxpapers.nn.tiny_lm.TinyLM`: token embedding (std 0.02), then per
+layer pre-RMSNorm -> mixer -> residual -> pre-RMSNorm -> GELU MLP -> residual, final RMSNorm,
+linear read-out (`build_model`). Only the mixer kind differs between variants. Tasks:
+multi-query associative recall (fresh batches every step, loss and accuracy on the query
+positions) and character-level LM on standard-library sources.
 """
 
 from __future__ import annotations
@@ -16,49 +19,16 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .config import TwoMambaConfig
-from jaxpapers.core import data as data_lib
+from jaxpapers import data as data_lib
 from jaxpapers.core.train import Task
-from jaxpapers.nn.attention import RMSNorm
-from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.mixers import Mixer, MixerConfig
+from jaxpapers.nn.tiny_lm import TinyLM
+
+from .config import TwoMambaConfig
 
 VOCAB = 128  # recall: 0 pad, 2-65 keys, 66-127 values
 KEY_LOW, KEY_HIGH, VALUE_LOW = 2, 66, 66
 TEST_SEED = 10_007
-
-
-class Block(nnx.Module):
-  """Pre-norm mixer and GELU MLP, each with a residual."""
-
-  def __init__(self, d_model: int, mixer: MixerConfig, mlp_ratio: int, *, rngs: nnx.Rngs):
-    self.norm1 = RMSNorm(d_model)
-    self.mixer = Mixer(d_model, mixer, rngs=rngs)
-    self.norm2 = RMSNorm(d_model)
-    self.up = nnx.Linear(d_model, mlp_ratio * d_model, rngs=rngs)
-    self.down = nnx.Linear(mlp_ratio * d_model, d_model, rngs=rngs)
-
-  def __call__(self, x):
-    x = x + self.mixer(self.norm1(x))
-    return x + self.down(jax.nn.gelu(self.up(self.norm2(x))))
-
-
-class MixerLM(nnx.Module):
-  """A causal LM whose sequence mixer is chosen by `MixerConfig.kind`."""
-
-  def __init__(self, vocab: int, d_model: int, num_layers: int, mixer: MixerConfig,
-               mlp_ratio: int = 4, *, rngs: nnx.Rngs):
-    self.embed = nnx.Param(0.02 * jax.random.normal(rngs.params(), (vocab, d_model)))
-    self.layers = nnx.List([Block(d_model, mixer, mlp_ratio, rngs=rngs)
-                            for _ in range(num_layers)])
-    self.norm = RMSNorm(d_model)
-    self.head = nnx.Linear(d_model, vocab, rngs=rngs)
-
-  def __call__(self, tokens: jax.Array) -> jax.Array:
-    x = embed_lookup(self.embed[...], tokens)
-    for layer in self.layers:
-      x = layer(x)
-    return self.head(self.norm(x))
 
 
 # ---------------------------------------------------------------------------
@@ -127,16 +97,24 @@ def mixer_config(config: TwoMambaConfig, kind: str | None = None) -> MixerConfig
                      decay_bias=True, implementation=config.implementation)
 
 
-def build_model(config: TwoMambaConfig, rngs: nnx.Rngs) -> MixerLM:
+def mixer_lm(vocab: int, d_model: int, num_layers: int, mixer: MixerConfig, mlp_ratio: int = 4, *,
+             rngs: nnx.Rngs) -> TinyLM:
+  """A causal LM whose sequence mixer is chosen by `MixerConfig.kind` (GELU MLP of width
+  `mlp_ratio * d_model` with biases, biased head)."""
+  return TinyLM(vocab, d_model, num_layers, mixer=lambda r: Mixer(d_model, mixer, rngs=r),
+                mlp_hidden=mlp_ratio * d_model, embed_std=0.02, rngs=rngs)
+
+
+def build_model(config: TwoMambaConfig, rngs: nnx.Rngs) -> TinyLM:
   if config.task == "lm":
     lm = config.lm
-    return MixerLM(256, lm.d_model, lm.num_layers, mixer_config(config), config.mlp_ratio,
-                   rngs=rngs)
-  return MixerLM(VOCAB, config.d_model, config.num_layers, mixer_config(config), config.mlp_ratio,
-                 rngs=rngs)
+    return mixer_lm(256, lm.d_model, lm.num_layers, mixer_config(config), config.mlp_ratio,
+                    rngs=rngs)
+  return mixer_lm(VOCAB, config.d_model, config.num_layers, mixer_config(config), config.mlp_ratio,
+                  rngs=rngs)
 
 
-def _loss(model: MixerLM, batch):
+def _loss(model: TinyLM, batch):
   logits = model(batch["inputs"]).astype(jnp.float32)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
   weights = batch["weights"]
@@ -145,23 +123,30 @@ def _loss(model: MixerLM, batch):
   return jnp.sum(losses * weights) / total, accuracy
 
 
-def make_task(config: TwoMambaConfig, mesh: jax.sharding.Mesh) -> Task:  # pylint: disable=unused-argument
-  """The recall or LM task of `config` for the shared training loop."""
+def make_task(config: TwoMambaConfig, mesh: jax.sharding.Mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
+  """The recall or LM task of `config` for the shared training loop.
+
+  Recall trains with the top-level optimizer fields and `train`, the LM with `lm`'s and
+  `lm.train`. `inputs` is unused: the experiment has one stage.
+  """
+  lm_task = config.task == "lm"
+  train_config = config.lm.train if lm_task else config.train
+  warmup = config.lm.warmup_steps if lm_task else config.warmup_steps
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, config.lm.lr if config.task == "lm" else config.lr, max(config.warmup_steps, 1),
-      max(config.train.steps, config.warmup_steps + 1), end_value=0.0)
+      0.0, config.lm.lr if lm_task else config.lr, max(warmup, 1),
+      max(train_config.steps, warmup + 1), end_value=0.0)
   optimizer = optax.chain(optax.clip_by_global_norm(config.clip),
                           optax.adamw(schedule, weight_decay=config.weight_decay))
   if config.task == "recall":
     r = config.recall
     held_out = recall_batch(np.random.default_rng(TEST_SEED), r.test_size, r.pairs, r.queries)
-    data = RecallBatches(config, config.train.seed)
+    data = RecallBatches(config, train_config.seed)
   else:
     train, test = lm_sources(config)
     windows = test.gather(np.arange(min(config.lm.eval_windows, len(test))))
     held_out = {**windows, "weights": np.ones(windows["inputs"].shape, np.float32)}
     data = _WeightedBatches(data_lib.BatchIterator(train, config.lm.batch_size,
-                                                   seed=config.train.seed))
+                                                   seed=train_config.seed))
 
   def loss_fn(model, batch, rng):  # pylint: disable=unused-argument
     loss, accuracy = _loss(model, batch)

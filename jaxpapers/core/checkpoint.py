@@ -1,17 +1,19 @@
 """Checkpoints of a training run: orbax CheckpointManager in WORKDIR/checkpoints.
 
 A checkpoint holds the train state (model, optimizer, RNG key; arrays, restored with their
-shardings) and a JSON record (step, data-iterator position, experiment, config). Foreign or
+shardings) and a JSON record (step, data-iterator position, experiment, config). Both are read
+through orbax (steps, the record, the state), never by reading orbax's files. Foreign or
 unreadable checkpoints raise `CheckpointError` and are never modified or deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import gc
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
@@ -21,28 +23,53 @@ from jaxpapers.core.errors import CheckpointError
 FORMAT = "jaxpapers.checkpoint/1"
 
 
+# After a failed restore, wait until no callback noise came for this long (at most the limit).
+_NOISE_QUIET_SECONDS = 0.25
+_NOISE_WAIT_LIMIT_SECONDS = 5.0
+
+
 def _closed_loop_noise(exc: BaseException | None) -> bool:
   return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
 
 
 @contextlib.contextmanager
-def _quiet_failed_restore():
-  """A failed orbax restore leaves tensorstore callbacks that hit a closed asyncio loop and
-  print tracebacks from background threads; drop exactly those (kept off after a failure, as
-  the program then ends with its one-line error)."""
+def _quiet_failed_restore() -> Iterator[None]:
+  """Drops the tracebacks a failed orbax restore leaves behind, and only those.
+
+  When one array of a restore fails, orbax closes its asyncio loop while tensorstore still
+  completes the other reads; their callbacks then hit the closed loop and print "RuntimeError:
+  Event loop is closed" from tensorstore's threads (through `sys.unraisablehook`). The hooks are
+  swapped for filters of exactly that error, and on a failure they stay until those callbacks
+  have come (no such noise for `_NOISE_QUIET_SECONDS` after the failure, at most
+  `_NOISE_WAIT_LIMIT_SECONDS`); the previous hooks are restored in every case (`finally`).
+  """
   previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
+  last_noise = [0.0]  # when the last dropped noise came
 
   def excepthook(exc_type, exc, tb):
-    if not _closed_loop_noise(exc):
+    if _closed_loop_noise(exc):
+      last_noise[0] = time.monotonic()
+    else:
       previous_hook(exc_type, exc, tb)
 
   def unraisablehook(unraisable):
-    if not _closed_loop_noise(unraisable.exc_value):
+    if _closed_loop_noise(unraisable.exc_value):
+      last_noise[0] = time.monotonic()
+    else:
       previous_unraisable(unraisable)
 
   sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
-  yield
-  sys.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
+  try:
+    yield
+  except BaseException:
+    last_noise[0] = time.monotonic()  # the callbacks come after the failure
+    gc.collect()  # and those of futures that only a collection releases
+    deadline = time.monotonic() + _NOISE_WAIT_LIMIT_SECONDS
+    while time.monotonic() < deadline and time.monotonic() - last_noise[0] < _NOISE_QUIET_SECONDS:
+      time.sleep(0.02)
+    raise
+  finally:
+    sys.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
 
 
 def abstract_like(tree: Any) -> Any:
@@ -83,10 +110,8 @@ class Checkpointer:
       self._manager = None
 
   def steps(self) -> list[int]:
-    """Steps of the checkpoints on disk (ours or not), oldest first."""
-    if not self.directory.exists():
-      return []
-    return sorted(int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit())
+    """Steps of the finalized checkpoints on disk (ours or not), oldest first."""
+    return sorted(ocp.path.step.checkpoint_steps(self.directory))
 
   def latest_step(self) -> int | None:
     steps = self.steps()
@@ -112,11 +137,9 @@ class Checkpointer:
     path = self.directory / str(step)
     fix = (f"it was left untouched: move {self.directory} away to start fresh, "
            "or pass --overwrite")
-    meta_file = path / "meta" / "metadata"
-    try:
-      meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError):
-      raise CheckpointError(f"{path} is not a jaxpapers checkpoint (no readable meta record); {fix}") from None
+    meta = self._read_meta(step)
+    if meta is None:
+      raise CheckpointError(f"{path} is not a jaxpapers checkpoint (no readable meta record); {fix}")
     if meta.get("format") != FORMAT:
       raise CheckpointError(f"{path} is not a jaxpapers checkpoint (format {meta.get('format')!r}); {fix}")
     if meta.get("experiment") != self.experiment:
@@ -124,11 +147,22 @@ class Checkpointer:
           f"{path} belongs to experiment {meta.get('experiment')!r}, not {self.experiment!r}; {fix}")
     try:
       with _quiet_failed_restore():
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_like(like))))
+        try:
+          restored = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_like(like))))
+        except Exception:
+          self.close()  # stop orbax's background work before the error ends the program
+          raise
     except Exception as e:  # orbax raises many types for damaged files
-      self.close()  # stop orbax's background work before the error ends the program
       reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       reason = reason if len(reason) <= 300 else reason[:300] + "..."
       raise CheckpointError(f"checkpoint {path} is corrupt or incomplete ({reason}); {fix}") from None
     return restored["state"], meta["data_state"]
+
+  def _read_meta(self, step: int) -> dict[str, Any] | None:
+    """The JSON record of checkpoint `step`, through orbax; None when absent or unreadable."""
+    try:
+      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception:  # no meta item, not JSON, not an orbax step: not ours  # pylint: disable=broad-except
+      return None
+    return meta if isinstance(meta, dict) else None

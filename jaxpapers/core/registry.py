@@ -3,7 +3,9 @@
 Every folder `experiments/<name>/` whose `run.py` defines `EXPERIMENT` is the experiment `<name>`
 (the folder name is the registry name). A `run.py` may also define `BENCHMARKS`, a dict from
 `jaxpapers bench` names to `"module:function"` targets inside the folder (for example
-`{"trinity": "bench:bench_trinity"}`); each function returns `(table rows, JSON record)`.
+`{"trinity": "bench:bench_trinity"}`); each function returns `(table rows, JSON record)`, the
+record built by `jaxpapers.core.bench.bench_record`, and its module defines `SMOKE_KWARGS`
+(function name -> keyword arguments of a quick run, which tests/core/test_bench.py runs).
 The names in `CORE_BENCHMARKS` measure the library itself and are reserved.
 """
 
@@ -18,7 +20,7 @@ from jaxpapers.core.errors import UsageError
 
 PACKAGE = "jaxpapers.experiments"
 CORE_BENCHMARKS = {
-    "trainer": "jaxpapers.experiments.modular_addition.bench:bench_trainer",
+    "trainer": "jaxpapers.core.bench_trainer:bench_trainer",  # the shared loop vs a bare jit loop
     "gpu": None,  # the accelerator suite (reserved)
 }
 
@@ -60,24 +62,38 @@ def experiments() -> dict[str, Any]:
   return {name: load_experiment(name) for name in experiment_names()}
 
 
-def benchmarks() -> dict[str, str | None]:
-  """Every benchmark name -> its `module:function` target (None: handled by the CLI)."""
-  found: dict[str, str | None] = dict(CORE_BENCHMARKS)
+def _benchmark_claims() -> dict[str, list[str | None]]:
+  """Benchmark name -> every target that claims it (a copied folder repeats its original's)."""
+  found: dict[str, list[str | None]] = {name: [target] for name, target in CORE_BENCHMARKS.items()}
   for name in experiment_names():
     for bench, target in getattr(_run_module(name), "BENCHMARKS", {}).items():
-      if bench in found:
-        raise UsageError(f"benchmark name {bench!r} of experiments/{name} is taken "
-                         f"({'reserved by core' if bench in CORE_BENCHMARKS else 'by another experiment'}); "
-                         "rename it in BENCHMARKS")
-      found[bench] = f"{PACKAGE}.{name}.{target}"
+      found.setdefault(bench, []).append(f"{PACKAGE}.{name}.{target}")
   return found
 
 
+def benchmarks() -> dict[str, str | None]:
+  """Every benchmark name -> its `module:function` target (None: handled by the CLI).
+
+  A name that two folders claim maps to the first; running it is refused (`load_benchmark`).
+  """
+  return {name: targets[0] for name, targets in _benchmark_claims().items()}
+
+
 def load_benchmark(name: str) -> Callable[[], tuple[list, dict]]:
-  """The benchmark function registered as `name`: `fn() -> (rows, record)`."""
-  found = benchmarks()
-  if name not in found or found[name] is None:
-    raise UsageError(f"unknown benchmark {name!r}; choose one of "
-                     f"{', '.join(k for k, v in found.items() if v is not None)}")
-  module, _, attr = found[name].partition(":")
+  """The benchmark function registered as `name`: `fn() -> (rows, record)`.
+
+  Raises:
+    UsageError: no such benchmark, or two folders claim the name.
+  """
+  claims = _benchmark_claims()
+  targets = claims.get(name, [])
+  if not targets or targets == [None]:
+    runnable = ", ".join(k for k, v in claims.items() if v != [None])
+    raise UsageError(f"unknown benchmark {name!r}; choose one of {runnable}")
+  if len(targets) > 1:
+    owners = ", ".join("core" if t is None or not t.startswith(PACKAGE + ".") else f"experiments/{t.split('.')[2]}"
+                       for t in targets)
+    raise UsageError(f"benchmark name {name!r} is claimed by {owners}; rename it in the BENCHMARKS "
+                     "of all but one (`trainer` and `gpu` are core's)")
+  module, _, attr = targets[0].partition(":")
   return getattr(importlib.import_module(module), attr)

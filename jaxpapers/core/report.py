@@ -1,17 +1,24 @@
-"""Claims, report.json and report.md of a `jaxpapers reproduce` run.
+"""Claims, report.json, report.md and the plots of a `jaxpapers reproduce` run.
 
 report.json follows the schema of ARCHITECTURE.md section 3; report.md shows the claim table
-and the run's PNG plots.
+and the run's PNG plots, drawn on `subplots` figures and written by `save_figure` (one style for
+every experiment; matplotlib's object API, so no global backend is switched).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
+from matplotlib.figure import Figure
+
+# One style for every plot: PNG at this resolution, white background, tight layout.
+FIGURE_DPI = 110
+FIGURE_STYLE = {"dpi": FIGURE_DPI, "format": "png", "facecolor": "white"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +59,14 @@ def within(id: str, statement: str, measured: float, low: float, high: float, pa
 
 
 def build_report(experiment: str, paper: str, preset: str, claims: list[Claim],
-                 wall_seconds: float) -> dict[str, Any]:
-  """The report.json record."""
+                 wall_seconds: float, overrides: list[str] = ()) -> dict[str, Any]:
+  """The report.json record; `overrides` are the run's `key=value` strings, verbatim."""
   return {
       "experiment": experiment,
       "paper": paper,
       "preset": preset,
       "passed": all(c.passed for c in claims) and bool(claims),
+      "overrides": [str(o) for o in overrides],
       "claims": [dataclasses.asdict(c) for c in claims],
       "wall_seconds": round(float(wall_seconds), 2),
       "backend": jax.default_backend(),
@@ -96,3 +104,50 @@ def write_report(out_dir: Path, report: dict[str, Any], title: str, plots: list[
   for plot in plots:
     lines += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
   (out_dir / "report.md").write_text("\n".join(lines))
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.4, 4.8),
+             **kwargs: Any) -> tuple[Figure, Any]:
+  """A new figure and its axes, like `matplotlib.pyplot.subplots`, without pyplot.
+
+  The figure belongs to no pyplot window manager, so drawing works under any matplotlib backend
+  (a notebook's inline one included) and nothing needs closing.
+
+  Args:
+    nrows: rows of axes.
+    ncols: columns of axes.
+    figsize: (width, height) in inches.
+    **kwargs: passed on to `Figure.subplots` (`sharex`, `squeeze`, ...).
+
+  Returns:
+    (figure, axes): axes as `Figure.subplots` returns them (one Axes or an array of them).
+  """
+  fig = Figure(figsize=figsize)
+  return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+  """Writes `fig` as a PNG in the house style (`FIGURE_STYLE`) and closes it.
+
+  Works for `subplots` figures and for pyplot figures alike: a pyplot figure is closed through
+  pyplot (so its window manager lets it go); either way the figure is cleared.
+
+  Args:
+    fig: the figure.
+    path: where the PNG goes (its folder must exist); the suffix should be `.png`.
+
+  Returns:
+    `path`, as a Path.
+  """
+  path = Path(path)
+  if path.suffix.lower() != ".png":
+    raise ValueError(f"save_figure writes PNG files; got {path.name!r} (use a .png name)")
+  try:
+    fig.tight_layout()
+    fig.savefig(path, **FIGURE_STYLE)
+  finally:
+    pyplot = sys.modules.get("matplotlib.pyplot")  # loaded only if someone used pyplot
+    if pyplot is not None:
+      pyplot.close(fig)  # a no-op for figures pyplot does not manage
+    fig.clear()
+  return path

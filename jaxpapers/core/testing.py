@@ -8,14 +8,12 @@ import os
 def cli_env(devices: int = 1) -> dict[str, str]:
   """Environment of a CPU-only `jaxpapers` subprocess with `devices` fake devices.
 
-  Clears inherited XLA flags and multi-host variables. NPROC sizes XLA's CPU thread pool: with
-  several in-process devices on a machine of <= 2 cores, a jitted all-reduce can wait forever
-  for a device thread (jax 0.10.2), and the pool size also changes float summation order, so
-  every subprocess gets the same, sufficient value.
+  Clears inherited XLA flags and multi-host variables. Nothing else is set for the test: XLA's
+  CPU thread pool is sized by `import jaxpapers` in the subprocess, as for a user (a pool size
+  inherited from this process is recomputed there; one the user exported is kept).
   """
   env = dict(os.environ)
   for key in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     env.pop(key, None)
-  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1",
-             NPROC=str(max(4, os.cpu_count() or 1)))
+  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1")
   return env

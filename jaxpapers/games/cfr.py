@@ -1,4 +1,6 @@
-"""The CFR family with alternating updates, vectorized over information sets (spec 1.1, 1.3).
+"""The CFR family with alternating updates, vectorized over information sets (arXiv 2602.16928).
+
+CFR as in Sec. 2.2 of Li et al. (Eqs. (3)-(6)); the baselines are those of their Sec. 4.2.
 
 `solve(game, algorithm, iterations, eval_every=...)` runs `cfr`, `cfr_plus`, `dcfr`
 (alpha 1.5, beta 0, gamma 2 by default), `pcfr_plus` or `vad_cfr` (arXiv 2602.16928, Listing 5)

@@ -1,4 +1,6 @@
-"""Meta-strategy solvers for PSRO on exact meta-games (arXiv 2602.16928, spec 1.5-1.6).
+"""Meta-strategy solvers for PSRO on exact meta-games (arXiv 2602.16928).
+
+PSRO as in Sec. 2.3 of Li et al.; SHOR-PSRO as in their Sec. 4.3.1 (Eq. (8)) and App. 7.1 (Listing 6).
 
 A meta-game is a list of N payoff tensors, `payoffs[p][k_0, ..., k_{N-1}]` = expected utility of
 player p when each player j plays its pure policy k_j. Every solver maps it to one mixture per
@@ -104,7 +106,7 @@ def projected_replicator_dynamics(payoffs: Sequence[np.ndarray], iterations: int
 
 def hybrid(payoffs: Sequence[np.ndarray], iterations: int, lam: float, tau: float, mu: float, c: float,
            normalize: bool, average: bool) -> list[np.ndarray]:
-  """HYB of SHOR-PSRO (Listing 6, spec 1.6): optimistic RM+ with a diversity bonus, blended with a
+  """HYB of SHOR-PSRO (Listing 6; the blend of Eq. (8)): optimistic RM+ with a diversity bonus, blended with a
   softmax over payoffs, Gauss-Seidel over players."""
   n = len(payoffs)
   sigma = uniform(payoffs)

@@ -121,7 +121,7 @@ class Passes:
     return product(cols[:player]) * product(cols[player + 1:])
 
   def regrets(self, policy: jax.Array, player: int, base: jax.Array | None = None):
-    """Instantaneous counterfactual regrets of `player` (spec 1.1) and own reach per infoset.
+    """Instantaneous counterfactual regrets of `player` (Eq. (4)) and own reach per infoset.
 
     Args:
       policy: [I, A] current joint policy.
@@ -160,8 +160,8 @@ class Passes:
     """Exact best response of `player` to `policy` (bottom-up over levels).
 
     At each information set the action values Q(I, a) = sum_{h in I} pi_{-i}(h) v(h.a) are
-    compared; ties within TIE_TOLERANCE are broken uniformly (PSRO, spec 1.5) or by the first
-    action.
+    compared; ties within TIE_TOLERANCE are broken uniformly (PSRO, Sec. 4.3 of arXiv 2602.16928)
+    or by the first action.
 
     Returns:
       (best-response value at the root, best-response policy [I, A] on `player`'s information

@@ -60,7 +60,8 @@ def best_response(game: Game, policy, player: int, uniform_ties: bool = False):
     game: the game.
     policy: [I, A] joint behaviour policy (the player's own rows are ignored).
     player: the responding player.
-    uniform_ties: break ties among optimal actions uniformly (PSRO, spec 1.5) instead of by
+    uniform_ties: break ties among optimal actions uniformly (PSRO, Sec. 4.3 of arXiv 2602.16928)
+      instead of by
       the first action (OpenSpiel's BestResponsePolicy).
 
   Returns:

@@ -1,4 +1,6 @@
-"""PSRO with exact best responses and exact meta-games (arXiv 2602.16928, spec 1.5).
+"""PSRO with exact best responses and exact meta-games (arXiv 2602.16928).
+
+The PSRO loop of Sec. 2.3 of Li et al., with the exact oracle and meta-game of their Sec. 4.3.
 
 Each iteration: the training meta-solver gives a mixture per player over its population; every
 player gets an exact best response (uniform tie-breaking) to the opponents' aggregated mixture;
@@ -84,7 +86,8 @@ def psro(game: Game, train_solver: MetaSolver | str, eval_solver: MetaSolver | s
       the best responses answer.
     eval_solver: meta-solver whose mixture is evaluated.
     iterations: PSRO iterations (one best response per player each).
-    uniform_ties: best responses randomize uniformly among optimal actions (spec 1.5).
+    uniform_ties: best responses randomize uniformly among optimal actions (Sec. 4.3 of
+      arXiv 2602.16928).
     initial: [I, A] initial policy of every player (uniform if None).
 
   Returns:

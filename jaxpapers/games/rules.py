@@ -2,7 +2,7 @@
 
 A game is walked once on the host by `tree.build_tree`; states are immutable tuples, actions
 use OpenSpiel's action ids so trees can be compared node by node with `pyspiel`
-(arXiv 2602.16928 evaluates on OpenSpiel's games; spec section 1.4).
+(arXiv 2602.16928 evaluates on OpenSpiel's games; its Sec. 4.1 names them).
 """
 
 from __future__ import annotations

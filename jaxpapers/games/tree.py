@@ -1,10 +1,12 @@
-"""Game trees built once on the host and flattened to level-ordered arrays (spec section 4).
+"""Game trees built once on the host and flattened to level-ordered arrays.
+
+Our implementation of the exact tree traversals behind the CFR and PSRO of arXiv 2602.16928.
 
 `load_game(name, **params)` takes OpenSpiel's game and parameter names and returns a `Game`:
 every history of the game tree as one row (parent, action slot, acting player, information set,
 chance probability, terminal utilities), rows sorted by depth so that each tree level is a
 contiguous slice. Information sets are numbered in depth-first first-visit order (the call
-order of the CFR framework of arXiv 2602.16928, spec 1.1). The jitted passes of `passes.py`
+order of the CFR framework of arXiv 2602.16928, Sec. 3.2, Listing 1). The jitted passes of `passes.py`
 walk these slices level by level.
 """
 

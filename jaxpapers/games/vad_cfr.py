@@ -1,10 +1,12 @@
-"""VAD-CFR (Volatility-Adaptive Discounted CFR), Listing 5 of arXiv 2602.16928 (spec 1.2).
+"""VAD-CFR (Volatility-Adaptive Discounted CFR), Listing 5 of arXiv 2602.16928.
+
+The source of Li et al.'s App. 7.1; its mechanisms are described in their Sec. 4.2.1.
 
 Three components per information set of the updating player, called in the order regret
 accumulation -> average-policy accumulation -> current-policy derivation. The volatility EWMA
 is either one scalar shared by every call in depth-first information-set order (the listing's
 object state; a linear recurrence, evaluated with `jax.lax.associative_scan`) or one value
-per information set (vectorizable variant, spec 5.2).
+per information set (our vectorizable variant, not in the paper).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def ewma_per_infoset(t: jax.Array, m: jax.Array, e_prev: jax.Array) -> jax.Array
 
 
 def discounts(t: jax.Array, e: jax.Array):
-  """ADAPT's outputs after the EWMA: (v, d_plus, d_minus), each [I] (spec 1.2)."""
+  """ADAPT's outputs after the EWMA: (v, d_plus, d_minus), each [I] (Listing 5's
+  `_calculate_adaptive_params`)."""
   v = jnp.minimum(1.0, e / MAX_EXPECTED_REGRET)
   alpha = jnp.maximum(0.1, BASE_ALPHA - VOLATILITY_SENSITIVITY * v)
   beta = jnp.minimum(alpha, BASE_BETA - VOLATILITY_SENSITIVITY * v)

@@ -2,9 +2,10 @@
 
 from jaxpapers.nn.afmoe import AfmoeConfig
 from jaxpapers.nn.afmoe import AfmoeLM
+from jaxpapers.nn.attention import CausalSelfAttention
 from jaxpapers.nn.attention import GatedAttention
-from jaxpapers.nn.attention import RMSNorm
-from jaxpapers.nn.attention import rope
+from jaxpapers.nn.norms import RMSNorm
+from jaxpapers.nn.rope import rope
 from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.moe import MoE
 from jaxpapers.nn.moe import RouterState
@@ -21,8 +22,7 @@ from jaxpapers.nn.second_order import init_decode_state
 from jaxpapers.nn.second_order import recurrent_attention
 from jaxpapers.nn.dit import DiT
 from jaxpapers.nn.dit import DiTConfig
-from jaxpapers.nn.dit import euler_sample
-from jaxpapers.nn.dit import flow_matching_loss
-from jaxpapers.nn.dit import velocity_distillation_loss
 from jaxpapers.nn.sparse_mask import predict_block_mask
 from jaxpapers.nn.sparse_mask import sparge_attention
+from jaxpapers.nn.tiny_lm import TinyLM
+from jaxpapers.nn.tiny_lm import TinyLMBlock

@@ -1,4 +1,8 @@
-"""The AFMoE decoder of Arcee Trinity (arXiv 2602.17004, spec section 1.5) as an NNX language model.
+"""The AFMoE decoder of Arcee Trinity (arXiv 2602.17004) as an NNX language model.
+
+The report's architecture (interleaved local/global attention, gated attention, depth-scaled
+sandwich norm, sigmoid routing) in the form of the released code, Hugging Face transformers'
+`models/afmoe/modeling_afmoe.py`.
 
 Decoder layer with pre- and post-sublayer RMSNorm ("sandwich"):
   x = x + PostNorm_attn(Attn(PreNorm_attn(x)))
@@ -20,14 +24,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpapers.core.config import check, check_choice
-from jaxpapers.nn.attention import GatedAttention, RMSNorm
+from jaxpapers.nn.attention import GatedAttention
 from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.moe import MoE, SwiGLU
+from jaxpapers.nn.norms import RMSNorm
 
 
 @dataclasses.dataclass(frozen=True)
 class AfmoeConfig:
-  """Shape of an AFMoE language model (defaults: the tiny model of spec 4.2)."""
+  """Shape of an AFMoE language model (defaults: the tiny model of our CPU-scale study,
+  experiments/trinity/README.md)."""
 
   vocab_size: int = 256
   d_model: int = 64

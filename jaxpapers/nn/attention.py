@@ -1,12 +1,18 @@
-"""Gated grouped-query attention with local (RoPE, sliding window) and global (NoPE) layers.
+"""Causal self-attention layers.
 
-The attention of the AFMoE block of Arcee Trinity (arXiv 2602.17004, spec section 1.5):
+`GatedAttention`: gated grouped-query attention with local (RoPE, sliding window) and global
+(NoPE) layers, the attention of the AFMoE block of Arcee Trinity (arXiv 2602.17004; released form in
+Hugging Face transformers' `models/afmoe/modeling_afmoe.py`):
   q = RMSNorm(x Wq), k = RMSNorm(x Wk), v = x Wv            (per-head QK-norm, GQA)
   local layers: RoPE on q, k and a causal sliding window of width W
   global layers: no positional encoding (NoPE), full causal attention
   o = softmax(q k^T / sqrt(d_h) + mask) v,   y = (o * sigmoid(x Wg)) Wo
 The gate is elementwise per channel. Packed sequences pass `segment_ids` so that tokens never
 attend across document boundaries.
+
+`CausalSelfAttention`: plain causal multi-head attention with RoPE on q and k (Vaswani et al.,
+arXiv 1706.03762, section 3.2.2), a fused bias-free qkv projection; the attention mixer of the
+shared tiny LM (`jaxpapers.nn.tiny_lm`).
 """
 
 from __future__ import annotations
@@ -15,28 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-
-class RMSNorm(nnx.Module):
-  """y = x / rms(x) * scale, computed in float32 (scale initialized to `init`)."""
-
-  def __init__(self, dim: int, *, eps: float = 1e-5, init: float = 1.0):
-    self.scale = nnx.Param(jnp.full((dim,), init, jnp.float32))
-    self.eps = eps
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x32 = x.astype(jnp.float32)
-    normed = x32 * jax.lax.rsqrt(jnp.mean(x32**2, axis=-1, keepdims=True) + self.eps)
-    return (normed * self.scale[...]).astype(x.dtype)
-
-
-def rope(x: jax.Array, positions: jax.Array, theta: float = 10_000.0) -> jax.Array:
-  """Rotary position embedding (rotate-half form) of x [B, T, H, D] at positions [B, T]."""
-  half = x.shape[-1] // 2
-  freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angles = positions[..., None, None].astype(jnp.float32) * freq  # [B, T, 1, D/2]
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
-  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).astype(x.dtype)
+from jaxpapers.nn.norms import RMSNorm
+from jaxpapers.nn.rope import rope
 
 
 def attention_mask(segment_ids: jax.Array, window: int | None) -> jax.Array:
@@ -94,3 +80,35 @@ class GatedAttention(nnx.Module):
                                        implementation="xla")
     out = out.reshape(b, t, heads * dim) * jax.nn.sigmoid(x @ self.gate[...])
     return out @ self.o[...]
+
+
+class CausalSelfAttention(nnx.Module):
+  """Causal multi-head self-attention with RoPE, `x [B, T, d] -> [B, T, d]`.
+
+  `q, k, v = split(x W_qkv)` into `num_heads` heads of width `d / num_heads`, RoPE on q and k,
+  `o = softmax(q k^T / sqrt(d_h) + causal mask) v`, `y = o W_out`; both projections are
+  bias-free `nnx.Linear`s (`qkv`, then `out`, initialized in that order).
+
+  Args:
+    d_model: model width d (a multiple of num_heads).
+    num_heads: attention heads.
+    rope_theta: RoPE base.
+    rngs: parameter initialization.
+  """
+
+  def __init__(self, d_model: int, num_heads: int, *, rope_theta: float = 10_000.0,
+               rngs: nnx.Rngs):
+    if d_model % num_heads:
+      raise ValueError(f"d_model={d_model} must be a multiple of num_heads={num_heads}")
+    self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False, rngs=rngs)
+    self.out = nnx.Linear(d_model, d_model, use_bias=False, rngs=rngs)
+    self.num_heads, self.rope_theta = num_heads, rope_theta
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x [B, T, d] -> [B, T, d]; token t attends to tokens 0..t."""
+    b, t, d = x.shape
+    q, k, v = jnp.split(self.qkv(x).reshape(b, t, 3 * self.num_heads, d // self.num_heads), 3, 2)
+    positions = jnp.broadcast_to(jnp.arange(t), (b, t))
+    q, k = rope(q, positions, self.rope_theta), rope(k, positions, self.rope_theta)
+    out = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    return self.out(out.reshape(b, t, d))

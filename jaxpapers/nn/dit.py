@@ -10,11 +10,10 @@ learned position embedding, run `depth` blocks
 (the modulation layers start at zero, so every block starts as the identity), and a final
 adaLN + linear layer (zero-initialised) that unpatchifies to the input's shape.
 
-Rectified flow (the training objective of Wan2.1, used by SpargeAttention2, arXiv 2602.13515,
-spec 1.6): `x_t = (1 - t) x_0 + t eps`, the network predicts the velocity `u = eps - x_0`, the
-flow-matching loss is `||u_theta(x_t, t, c) - (eps - x_0)||^2`, and sampling integrates
-`dx/dt = u` from t = 1 (noise) to t = 0 with Euler steps. Velocity distillation (spec 1.6) is
-`||u_student(x_t, t, c) - stop_grad(u_teacher(x_t, t, c))||^2` on the same inputs.
+The network predicts the rectified-flow velocity `u = eps - x_0` of its input
+`x_t = (1 - t) x_0 + t eps` (the training objective of Wan2.1, used by SpargeAttention2, arXiv
+2602.13515, Sec. 4.2). Its losses (flow matching, velocity distillation) and samplers live in
+`jaxpapers.diffusion`; this module is the network only.
 
 Attention is pluggable: every block calls `attention(q, k, v)` on `[batch, tokens, heads, dim]`
 arrays; pass one at construction or per call (e.g. dense teacher and block-sparse student on
@@ -213,48 +212,3 @@ class DiT(nnx.Module):
     shift, scale = jnp.split(self.final_ada(jax.nn.silu(c)), 2, -1)
     tokens = self.out(_modulate(self.final_norm(h), shift, scale))
     return unpatchify(tokens, cfg.input_shape, cfg.patch, cfg.channels)
-
-
-def interpolate(x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
-  """x_t = (1 - t) x_0 + t eps (rectified flow), t [B]."""
-  tb = t.reshape((-1,) + (1,) * (x0.ndim - 1))
-  return (1 - tb) * x0 + tb * noise
-
-
-def sample_times(rng: jax.Array, batch: int, kind: str = "logit_normal") -> jax.Array:
-  """Training times in (0, 1): "uniform" or "logit_normal" (sigmoid of N(0, 1), SD3/Wan style)."""
-  if kind == "uniform":
-    return jax.random.uniform(rng, (batch,))
-  if kind == "logit_normal":
-    return jax.nn.sigmoid(jax.random.normal(rng, (batch,)))
-  raise ValueError(f"unknown time sampling {kind!r}; choose uniform or logit_normal")
-
-
-def flow_matching_loss(model: DiT, x0: jax.Array, labels: jax.Array, noise: jax.Array,
-                       t: jax.Array, attention: AttentionFn | None = None) -> jax.Array:
-  """Mean ||u_theta(x_t, t, c) - (eps - x_0)||^2 per element."""
-  u = model(interpolate(x0, noise, t), t, labels, attention)
-  return jnp.mean((u.astype(jnp.float32) - (noise - x0)) ** 2)
-
-
-def velocity_distillation_loss(student: DiT, teacher: DiT, x_t: jax.Array, t: jax.Array,
-                               labels: jax.Array, student_attention: AttentionFn | None = None,
-                               teacher_attention: AttentionFn | None = None) -> jax.Array:
-  """SpargeAttention2's L_VD (spec 1.6): mean ||u_student - stop_grad(u_teacher)||^2."""
-  target = jax.lax.stop_gradient(teacher(x_t, t, labels, teacher_attention))
-  u = student(x_t, t, labels, student_attention)
-  return jnp.mean((u.astype(jnp.float32) - target.astype(jnp.float32)) ** 2)
-
-
-def euler_sample(model: DiT, noise: jax.Array, labels: jax.Array, steps: int,
-                 attention: AttentionFn | None = None) -> jax.Array:
-  """Integrates dx/dt = u(x, t, c) from t = 1 (noise) to t = 0 in `steps` Euler steps."""
-  times = jnp.linspace(1.0, 0.0, steps + 1)
-
-  def step(x, i):
-    t, t_next = times[i], times[i + 1]
-    u = model(x, jnp.full((x.shape[0],), t), labels, attention)
-    return x + (t_next - t) * u, None
-
-  x, _ = jax.lax.scan(step, noise, jnp.arange(steps))
-  return x

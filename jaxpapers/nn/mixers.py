@@ -1,12 +1,12 @@
-"""Sequence mixers of 2Mamba2Furious (arXiv 2602.17363) behind one interface.
+"""Sequence mixers of 2Mamba2Furious (Mongaras & Larson, arXiv 2602.17363) behind one interface.
 
 `Mixer(d_model, MixerConfig(kind=...), rngs=...)` maps `[batch, seq, d_model]` to the same
 shape; the kind is a config field, so a model swaps mixers without code changes:
 
-* "mamba2s" (spec 1.2, paper Alg. 4): linear attention `((Q K^T / sqrt d) o AM) (V dt)` with
+* "mamba2s" (paper Secs. 3-4, Alg. 4): linear attention `((Q K^T / sqrt d) o AM) (V dt)` with
   the softplus decay mask, then an RMSNorm over the heads.
-* "2mamba" (spec 1.3, Alg. 5): squared scores with row-sum ("SM") normalisation, no dt, no norm.
-* "2mamba_e" (spec 1.6): exponential scores with SM norm, i.e. causal softmax attention with
+* "2mamba" (Sec. 5, Alg. 5): squared scores with row-sum ("SM") normalisation, no dt, no norm.
+* "2mamba_e" (Sec. 6): exponential scores with SM norm, i.e. causal softmax attention with
   the additive log-decay `Acs_i - Acs_j`; NoPE.
 * "softmax": the softmax baseline with the same decay, and RoPE on q and k by default.
 
@@ -15,8 +15,8 @@ bias, no activation; initialised as the identity on the current token), and the 
 per-head log-decay `A = -softplus(h W_A [+ b_A])`.
 
 Decoding: `init_cache` / `decode_step` run one token at a time. The "mamba2s" and "2mamba"
-caches have constant size (conv window plus the recurrent state of spec 1.4); the exponential
-kinds keep a KV cache.
+caches have constant size (conv window plus the recurrent state of Sec. 5.1 and Alg. 6); the
+exponential kinds keep a KV cache.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpapers.nn import second_order
-from jaxpapers.nn.attention import RMSNorm, rope
+from jaxpapers.nn.norms import RMSNorm
+from jaxpapers.nn.rope import rope
 from kernels_pallas.second_order_attention import ops as attention_ops
 from kernels_pallas.second_order_attention import reference
 
@@ -50,7 +51,7 @@ class MixerConfig:
     value_discretization: multiply V by `dt = softplus(h W_dt)`; None = only for "mamba2s".
     rope: rotary embedding on q, k; None = only for "softmax".
     implementation: "xla" (dense quadratic), "pallas" (the flash-style kernel; 2mamba and the
-      exponential kinds) or "chunked" (SSD form of spec 1.5; mamba2s and 2mamba).
+      exponential kinds) or "chunked" (Mamba-2's SSD chunked form; mamba2s and 2mamba).
     chunk: chunk length of the chunked form.
     eps: clamp of the 2Mamba denominator.
   """
@@ -137,7 +138,7 @@ class Mixer(nnx.Module):
       self.conv_bias = nnx.Param(jnp.zeros((width,), jnp.float32))
     self.w_decay = nnx.Param(init(rngs.params(), (d_model, h), jnp.float32))
     b_decay = None
-    if config.decay_bias:  # Mamba's dt init: softplus(b) log-uniform in [1e-3, 1e-1] (spec 1.1)
+    if config.decay_bias:  # Mamba-2's dt init (paper Sec. 2.3): softplus(b) log-uniform in [1e-3, 1e-1]
       rate = jnp.exp(jax.random.uniform(rngs.params(), (h,), jnp.float32, jnp.log(1e-3),
                                         jnp.log(1e-1)))
       b_decay = nnx.Param(rate + jnp.log(-jnp.expm1(-rate)))  # inverse softplus

@@ -16,9 +16,9 @@ with `SwiGLU(x) = (silu(x W_gate) * (x W_up)) W_down` and the shared expert of w
 `F * N_s`. The residual connection and the sandwich norms belong to the decoder block.
 
 The layer also returns the expert loads `n_i` = number of (token, slot) assignments to
-expert `i` (spec 1.2), summed over the whole input; under `jax.jit` with the batch sharded
-over devices that sum is the global load. The trainer turns loads into bias updates (SMEBU
-or the sign rule) outside autodiff: `expert_bias` and `bias_momentum` are `RouterState`
+expert `i` (what SMEBU and the sign rule balance), summed over the whole input; under `jax.jit`
+with the batch sharded over devices that sum is the global load. The trainer turns loads into
+bias updates (SMEBU or the sign rule) outside autodiff: `expert_bias` and `bias_momentum` are `RouterState`
 variables, not `nnx.Param`, so `nnx.Optimizer(model, tx, wrt=nnx.Param)` never sees them.
 
 Two dispatch paths compute the same function:
@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 from typing import Literal, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -132,7 +133,7 @@ class MoE(nnx.Module):
         Large, 1.0 in the HF AFMoE defaults).
       dispatch: `"dense"` (all experts on all tokens) or `"ragged"` (sort + ragged_dot).
       router_init_std: standard deviation of the router's normal init. The HF code uses zeros;
-        a small normal init gives non-degenerate routing from step 0 (spec 1.1).
+        a small normal init gives non-degenerate routing from step 0 (our default).
       init_std: standard deviation of the normal init of the expert kernels.
       dtype: computation dtype of the experts (the router always computes in float32 and
         parameters are stored in float32).
@@ -255,7 +256,7 @@ def _ragged_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate_u
 
 
 def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int) -> jax.Array:
-  """Sequence-wise balance loss of DeepSeek-V3 (spec 1.2), without the factor `alpha`.
+  """Sequence-wise balance loss of DeepSeek-V3 (arXiv 2412.19437), without the factor `alpha`.
 
   Per sequence of `T` tokens: `f_i = E / (K T) * sum_t 1[i in S_t]`,
   `P_i = (1/T) sum_t s_{i,t} / sum_j s_{j,t}`, `L = sum_i f_i P_i`; averaged over sequences.
@@ -269,7 +270,20 @@ def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int) -
 
   Returns:
     The scalar loss (multiply by `alpha`, e.g. 1e-4 in Trinity Large).
+
+  Raises:
+    ValueError: shapes or dtypes do not fit (checked at trace time).
   """
+  chex.assert_rank([scores, selected], 3, exception_type=ValueError,
+                   custom_message="auxiliary_balance_loss: scores [B, T, E], selected [B, T, K]")
+  chex.assert_equal_shape_prefix([scores, selected], 2, exception_type=ValueError,
+                                 custom_message="auxiliary_balance_loss: scores and selected share [B, T]")
+  chex.assert_axis_dimension(selected, 2, top_k, exception_type=ValueError,
+                             custom_message=f"auxiliary_balance_loss: selected holds top_k={top_k} experts per token")
+  chex.assert_type(scores, float, exception_type=ValueError,
+                   custom_message="auxiliary_balance_loss: scores are floating")
+  chex.assert_type(selected, int, exception_type=ValueError,
+                   custom_message="auxiliary_balance_loss: selected holds integer expert indices")
   _, t, e = scores.shape
   hits = jnp.sum(jax.nn.one_hot(selected, e, dtype=jnp.float32), axis=(1, 2))  # [B, E]
   f = jax.lax.stop_gradient(hits * e / (top_k * t))

@@ -1,13 +1,14 @@
-"""Chunked and recurrent forms of 2Mamba / Mamba-2S attention (arXiv 2602.17363).
+"""Chunked and recurrent forms of 2Mamba / Mamba-2S attention (Mongaras & Larson, arXiv 2602.17363).
 
 Same contract as `kernels_pallas.second_order_attention` (layout `[batch, seq, heads, dim]`,
 `log_decay` `[batch, seq, heads]`, each value <= 0), two more ways to compute it:
 
-* `feature_map` (spec 1.4, paper App. A): `phi(x) = [x_i^2, sqrt(2) x_i x_j (i < j)]` of
+* `feature_map` (paper Sec. 5.1, App. A): `phi(x) = [x_i^2, sqrt(2) x_i x_j (i < j)]` of
   dimension `d(d+1)/2`, so that `phi(q) . phi(k) = (q . k)^2`.
-* `chunked_attention` (spec 1.5, Mamba-2's SSD): quadratic inside chunks of length Q, a
-  first-order recurrence over chunk states in between; linear in the sequence length.
-* `decode_step` / `recurrent_attention` (spec 1.4, paper Alg. 6): constant-size state
+* `chunked_attention` (our mapping of 2Mamba onto Mamba-2's chunked SSD algorithm): quadratic
+  inside chunks of length Q, a first-order recurrence over chunk states in between; linear in the
+  sequence length.
+* `decode_step` / `recurrent_attention` (paper Sec. 5.1, Alg. 6): constant-size state
   `S in R^{D x d}`, `z in R^D` per head, updated token by token.
 
 `variant="square"` is 2Mamba (squared scores, row-sum normalisation); `variant="linear"` is the
@@ -34,7 +35,7 @@ def feature_dim(dim: int, variant: str = "square") -> int:
 
 
 def feature_map(x: jax.Array) -> jax.Array:
-  """Unique-monomial second-order features (spec 1.4): `[..., d] -> [..., d(d+1)/2]`.
+  """Unique-monomial second-order features (Sec. 5.1, App. A): `[..., d] -> [..., d(d+1)/2]`.
 
   The squares come first, then `sqrt(2) x_i x_j` for `i < j` in row-major order.
   """
@@ -65,7 +66,7 @@ def _check(q, k, v, log_decay, variant):
 
 
 class DecodeState(NamedTuple):
-  """Recurrent state of one layer (spec 1.4).
+  """Recurrent state of one layer (Sec. 5.1, Alg. 6).
 
   Attributes:
     s: numerator state, `[batch, heads, D, dim]` (D = feature_dim).
@@ -87,7 +88,7 @@ def init_decode_state(batch: int, heads: int, dim: int, variant: str = "square",
 def decode_step(state: DecodeState, q: jax.Array, k: jax.Array, v: jax.Array,
                 log_decay: jax.Array, *, variant: str = "square", scale: float | None = None,
                 eps: float = DEFAULT_EPS) -> tuple[jax.Array, DecodeState]:
-  """One token of the recurrence (spec 1.4):
+  """One token of the recurrence (Alg. 6):
 
   `S_t = a_t S_{t-1} + phi(k_t) v_t^T`, `z_t = a_t z_{t-1} + phi(k_t)`,
   `y_t = phi(q_t)^T S_t / max(phi(q_t)^T z_t, eps)`, with `a_t = exp(A_t)` and the keys
@@ -155,7 +156,7 @@ def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.A
                       chunk: int = 64, variant: str = "square", scale: float | None = None,
                       eps: float = DEFAULT_EPS,
                       state: DecodeState | None = None) -> tuple[jax.Array, DecodeState]:
-  """SSD-style chunked form (spec 1.5); returns `(output, final DecodeState)`.
+  """SSD-style chunked form (Mamba-2's SSD algorithm); returns `(output, final DecodeState)`.
 
   Per chunk c (length Q): `y = Y_diag + Y_off` with the intra-chunk quadratic term
   `Y_diag_i = sum_{j<=i} w_ij [v_j, 1]` (`w_ij = (q_i.k_j*scale)^2 exp(segsum)`; no features

@@ -1,8 +1,8 @@
-"""Block-mask prediction of SpargeAttention2 (arXiv 2602.13515, Alg. 1 and Eq. 9).
+"""Block-mask prediction of SpargeAttention2 (Zhang et al., arXiv 2602.13515, Alg. 1 and Eq. (9)).
 
-Queries and keys are mean-pooled per block (spec 1.2), the pooled attention map
+Queries and keys are mean-pooled per block (Alg. 1, Sec. 2.2), the pooled attention map
 `Pbar = softmax(mean(Q_i) mean(K_j)^T / sqrt(d))` is computed per (batch, head, query block),
-and a block mask is chosen per row by one of three rank-based rules (spec 1.3):
+and a block mask is chosen per row by one of three rank-based rules (Sec. 4.1):
 
 * Top-k: the `max(1, floor(k * nk))` largest entries (k is a fraction of the key blocks);
 * Top-p: the shortest prefix of the sorted row whose cumulative mass reaches `p`;
@@ -27,7 +27,8 @@ RULES = ("hybrid", "topk", "topp")
 def pool_blocks(x: jax.Array, block: int) -> jax.Array:
   """Mean of each run of `block` tokens: [B, N, H, D] -> [B, H, ceil(N / block), D].
 
-  A partial last block is averaged over the tokens it has (spec 1.2 step 1).
+  A partial last block is averaged over the tokens it has (as SpargeAttn's pooling
+  kernels do).
   """
   b, n, h, d = x.shape
   nb = -(-n // block)
@@ -41,7 +42,7 @@ def pool_blocks(x: jax.Array, block: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("block_q", "block_k", "scale"))
 def block_scores(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int,
                  scale: float | None = None) -> jax.Array:
-  """Pooled attention map Pbar [B, H, nq, nk], one distribution per query block (spec 1.2)."""
+  """Pooled attention map Pbar [B, H, nq, nk], one distribution per query block (Alg. 1)."""
   _check_qk(q, k)
   scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
   qbar = pool_blocks(q, block_q)
@@ -51,13 +52,14 @@ def block_scores(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int,
 
 
 def topk_count(num_blocks: int, top_k: float) -> int:
-  """Blocks kept per row by Top-k: max(1, floor(k * nk)) (spec 5)."""
+  """Blocks kept per row by Top-k: max(1, floor(k * nk)) (our rounding, as thu-ml's codes
+  round; the paper gives k as a fraction)."""
   return max(1, int(math.floor(top_k * num_blocks + 1e-9)))
 
 
 def select_blocks(scores: jax.Array, *, top_k: float | None = None,
                   top_p: float | None = None) -> jax.Array:
-  """Rank-based block selection on each row of `scores` [..., nk] (spec 1.3, Eq. 9).
+  """Rank-based block selection on each row of `scores` [..., nk] (Sec. 4.1, Eq. (9)).
 
   Args:
     scores: non-negative row distributions (e.g. `block_scores`).
@@ -108,7 +110,8 @@ def rule_params(rule: str, top_k: float, top_p: float) -> dict[str, float | None
 def block_self_similarity(x: jax.Array, block: int) -> jax.Array:
   """Mean pairwise cosine similarity of the tokens of each block: [B, N, H, D] -> [B, H, nb].
 
-  SpargeAttn v1's reliability check of mean pooling (spec 1.2, option `keep_dissimilar_blocks`);
+  SpargeAttn v1's reliability check of mean pooling (arXiv 2502.18137, `get_block_map_meansim`;
+  option `keep_dissimilar_blocks`, not part of SpargeAttention2);
   self-pairs are included, so a block of identical directions scores 1.
   """
   b, n, h, d = x.shape
@@ -153,7 +156,8 @@ def predict_block_mask(q: jax.Array, k: jax.Array, *, block_q: int, block_k: int
 
 def block_sparsity(mask: jax.Array, seq_q: int | None = None, seq_k: int | None = None,
                    block_q: int = 1, block_k: int = 1, axis=None) -> jax.Array:
-  """Fraction of skipped attention entries, 1 - mean(mask) weighted by tile area (spec 1.4).
+  """Fraction of skipped attention entries, 1 - mean(mask) weighted by tile area (the
+  quantity behind the paper's "95 % sparsity").
 
   Args:
     mask: boolean block mask [..., nq, nk].

@@ -1,4 +1,7 @@
-"""Gradient-flow ODEs of a neuron's Fourier modes (He et al., arXiv 2602.16849; spec 1.4, 1.6).
+"""Gradient-flow ODEs of a neuron's Fourier modes (He et al., arXiv 2602.16849).
+
+The decoupled per-(neuron, frequency) ODE system of the paper's training-dynamics analysis (Sec. 5.3,
+as the authors' code cites it) in the Fourier parametrization of `fourier.py`.
 
 Regime: small initialization, quadratic activation, all p^2 pairs, mean cross-entropy. The
 softmax is then nearly uniform, neurons do not interact, and inside a neuron the frequencies
@@ -13,7 +16,8 @@ Polar form per (neuron, frequency), D = 2 phi - psi:
   d beta/dt  = (1/p) alpha^2 cos D           d psi/dt = +(1/p) (alpha^2 / beta) sin D
   d D/dt     = -(1/p) (4 beta + alpha^2 / beta) sin D
 (The authors' app prints the phase equations with the opposite sign, which would make D = 0
-unstable; we follow their code, as the spec recommends.) alpha^2 - 2 beta^2 is conserved.
+unstable; we follow their code, where D = 0 is the stable point of the paper's phase alignment
+theorem.) alpha^2 - 2 beta^2 is conserved.
 """
 
 from __future__ import annotations

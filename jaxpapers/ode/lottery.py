@@ -1,4 +1,8 @@
-"""Lottery ticket inside a neuron: which frequency wins (He et al., arXiv 2602.16849; spec 1.7).
+"""Lottery ticket inside a neuron: which frequency wins (He et al., arXiv 2602.16849).
+
+The paper's lottery ticket mechanism: frequencies compete inside each neuron and the winner is set
+by its initial spectral magnitude and phase alignment. The ODE-race predictor is our operational
+form of that statement.
 
 Each (neuron, frequency) mode grows by the polar ODE (dynamics.py) from its own initial
 (alpha, beta, D); growth is super-linear (finite-time blow-up), so the first mode to blow up

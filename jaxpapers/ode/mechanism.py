@@ -1,4 +1,8 @@
-"""Majority vote by phase symmetry (He et al., arXiv 2602.16849; spec 1.5 and 4.1 C).
+"""Majority vote by phase symmetry (He et al., arXiv 2602.16849).
+
+The paper's diversification condition (phase symmetry and frequency diversification) makes the
+neurons' noisy votes approximate a "flawed indicator" of the right sum. The analytic network below
+is our test of that mechanism (protocol in experiments/modular_addition/README.md).
 
 The analytic quadratic network uses, for every frequency k = 1..K, N neurons with phases
 phi_n = 2 pi n / N, input weights theta[j] = cos(omega_k j + phi_n) and output weights

@@ -1,4 +1,6 @@
-"""The three stages of grokking from a run's curves (He et al., arXiv 2602.16849; spec 1.8).
+"""The three stages of grokking from a run's curves (He et al., arXiv 2602.16849).
+
+The paper characterizes grokking as three stages driven by loss minimization and weight decay.
 
 Stage I, memorization: the loss gradient dominates; train accuracy reaches 1 while test
 accuracy sits on a plateau. Stage II, fast generalization: weight decay prunes non-feature

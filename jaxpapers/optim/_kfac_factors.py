@@ -1,26 +1,29 @@
 """K-FAC factor collection for linear layers of Flax NNX models (CrispEdit, arXiv 2602.15823).
 
 For each chosen layer `y = a W` (any module mapping `[..., d_in] -> [..., d_out]` linearly, e.g.
-`nnx.Linear` or an MLP projection), on capability batches (spec section 1.3):
+`nnx.Linear` or an MLP projection), on capability batches, as the authors' `layer_stats_kfac`
+(`easyeditor/models/rome/layer_stats.py`) collects them:
 
   A = (1/N) Σ_t m_t a_t a_tᵀ,   G = (1/N) Σ_t m_t g_t g_tᵀ,   N = Σ_t m_t
 
 where `t` runs over the layer's tokens (every leading position), `m_t` is the batch's token
 mask, and `g_t = ∂ℓ/∂y_t` of the sum-reduced cross-entropy `ℓ = Σ_t m_t CE(logits_t, label_t)`.
-Labels are drawn from the model's own softmax ("sampled": Fisher = Gauss-Newton for softmax CE,
-the default of spec section 5.1) or taken from the batch ("empirical": the authors' code).
+Labels are drawn from the model's own softmax ("sampled", our default: Fisher = Gauss-Newton for
+softmax CE, the curvature of the paper's theory) or taken from the batch ("empirical": the authors'
+code).
 
-How it is captured: on a clone of the model, each chosen layer is wrapped by a tap that records
-its input and adds a zero tensor `δ` to its output; `∂ℓ/∂δ` is the output gradient. Sums are
-taken inside one jitted function over global arrays, so a batch sharded over data devices gives
-the same factors as on one device (XLA sums across shards). Batches are streamed: only the sums
-are kept between batches.
+How it is captured: on a clone of the model, each chosen layer is wrapped by a tap. Each traced
+forward pass binds one `TapContext` to the taps explicitly (`tapping`; no module-level state):
+the taps record their inputs in it and add its zero tensor `δ` to their outputs, and `∂ℓ/∂δ` is
+the output gradient. Sums are taken inside one jitted function over global arrays, so a batch
+sharded over data devices gives the same factors as on one device (XLA sums across shards).
+Batches are streamed: only the sums are kept between batches.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Hashable, Iterable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,39 +36,37 @@ from jaxpapers.optim._kfac_projector import KroneckerFactors
 LayerPath = tuple[Hashable, ...]
 LABEL_MODES = ("sampled", "empirical")
 
-_CONTEXTS: list["_TapContext"] = []
 
+class TapContext:
+  """What the taps of one forward pass record and read.
 
-class _TapContext:
-  """What the taps of one traced forward pass record and read."""
+  Attributes:
+    deltas: `{key: δ}` added to the outputs of the tapped layers (absent keys: nothing added).
+    inputs: `{key: a}`, each tapped layer's input, filled by the forward pass.
+    outputs: `{key: y}`, each tapped layer's output before `δ`, filled by the forward pass.
+  """
 
-  def __init__(self, deltas: dict[str, jax.Array] | None):
-    self.deltas = deltas or {}
+  def __init__(self, deltas: dict[str, jax.Array] | None = None):
+    self.deltas = dict(deltas or {})
     self.inputs: dict[str, jax.Array] = {}
     self.outputs: dict[str, jax.Array] = {}
 
 
-@contextlib.contextmanager
-def _tapping(deltas):
-  ctx = _TapContext(deltas)
-  _CONTEXTS.append(ctx)
-  try:
-    yield ctx
-  finally:
-    _CONTEXTS.pop()
-
-
 class _Tap(nnx.Module):
-  """Wraps a layer: records its input, adds the context's zero perturbation to its output."""
+  """Wraps a layer: records its input and output in its bound `TapContext`, adds its `δ`.
+
+  Unbound (`context` None) it is the layer itself.
+  """
 
   def __init__(self, layer: nnx.Module, key: str):
     self.layer = layer
     self.key = key
+    self.context: TapContext | None = None
 
   def __call__(self, x, *args, **kwargs):
     y = self.layer(x, *args, **kwargs)
-    if _CONTEXTS:
-      ctx = _CONTEXTS[-1]
+    ctx = self.context
+    if ctx is not None:
       ctx.inputs[self.key], ctx.outputs[self.key] = x, y
       if self.key in ctx.deltas:
         y = y + ctx.deltas[self.key].astype(y.dtype)
@@ -99,6 +100,33 @@ def tapped_clone(model: nnx.Module, layer_paths: Sequence[LayerPath]) -> nnx.Mod
   for path in layer_paths:
     _set_submodule(clone, tuple(path), _Tap(get_submodule(clone, tuple(path)), path_key(path)))
   return clone
+
+
+@contextlib.contextmanager
+def tapping(tapped: nnx.Module, layer_paths: Sequence[LayerPath],
+            deltas: dict[str, jax.Array] | None = None) -> Iterator[TapContext]:
+  """Binds a fresh `TapContext` to the taps of `tapped` (a `tapped_clone`) for one forward pass.
+
+  Args:
+    tapped: the tapped model (e.g. merged inside the traced function that runs it).
+    layer_paths: the tapped layers' paths.
+    deltas: output perturbations by path key (see `TapContext`).
+
+  Yields:
+    The context the taps fill; they are unbound again on exit.
+  """
+  taps = [get_submodule(tapped, tuple(p)) for p in layer_paths]
+  for path, tap in zip(layer_paths, taps):
+    if not isinstance(tap, _Tap):
+      raise TypeError(f"kfac factors: no tap at {path_key(path)!r}; make the model with tapped_clone")
+  ctx = TapContext(deltas)
+  for tap in taps:
+    tap.context = ctx
+  try:
+    yield ctx
+  finally:
+    for tap in taps:
+      tap.context = None
 
 
 def _token_weights(mask: jax.Array | None, lead_shape: tuple[int, ...], key: str) -> jax.Array:
@@ -141,8 +169,9 @@ def make_factor_step(model: nnx.Module, layer_paths: Sequence[LayerPath],
   graphdef, state = nnx.split(tapped_clone(model, paths))
 
   def forward(deltas, batch):
-    with _tapping(deltas) as ctx:
-      logits = logits_fn(nnx.merge(graphdef, state), batch)
+    tapped = nnx.merge(graphdef, state)
+    with tapping(tapped, paths, deltas) as ctx:
+      logits = logits_fn(tapped, batch)
       return logits, dict(ctx.inputs), dict(ctx.outputs)
 
   @jax.jit
@@ -212,7 +241,8 @@ def collect_kfac_factors(model: nnx.Module, layer_paths: Sequence[LayerPath],
 
 def merge_kfac_factors(parts: Sequence[tuple[dict[str, KroneckerFactors], float]]
                        ) -> tuple[dict[str, KroneckerFactors], float]:
-  """Token-count-weighted average of A's and of G's separately (spec 1.7, sequential editing).
+  """Token-count-weighted average of A's and of G's separately (the authors'
+  sequential editing, `crispedit.py --sequential_edit`).
 
   Args:
     parts: `(factors, N)` pairs over the same layers.

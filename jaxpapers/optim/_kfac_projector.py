@@ -1,26 +1,29 @@
 """K-FAC low-curvature projection as an Optax transform (CrispEdit, arXiv 2602.15823).
 
 For a Dense layer `y = a W` (Flax layout, `W` is `[d_in, d_out]`) K-FAC approximates the
-Gauss-Newton curvature of the capability loss by `A ⊗ G` (spec section 1.3), with
+Gauss-Newton curvature of the capability loss by `A ⊗ G` (the paper's Gauss-Newton Hessian of its
+Bregman-divergence capability constraint, made tractable with K-FAC), with
 `A = E[a aᵀ]` (`[d_in, d_in]`, layer inputs) and `G = E[g gᵀ]` (`[d_out, d_out]`, output
 gradients). Its quadratic form is `q(ΔW) = tr(ΔWᵀ A ΔW G)`.
 
-Energy rule (spec section 1.4). With `A = U_A diag(λ_A) U_Aᵀ` and `G = U_G diag(λ_G) U_Gᵀ`, the
-Kronecker eigenvalues are the products `M_ij = λ_A[i] λ_G[j]`. They are removed in decreasing
-order until the removed ones hold at least `energy` of `Σ M_ij`, and removing one fewer would
-not (`r* = 1 + searchsorted(cumsum(sorted M) / Σ M, energy)`). The kept set is a mask `K`.
+Energy rule (the authors' code, `easyeditor/models/crispedit/utils.py`). With
+`A = U_A diag(λ_A) U_Aᵀ` and `G = U_G diag(λ_G) U_Gᵀ`, the Kronecker eigenvalues are the products
+`M_ij = λ_A[i] λ_G[j]`. They are removed in decreasing order until the removed ones hold at least
+`energy` of `Σ M_ij`, and removing one fewer would not
+(`r* = 1 + searchsorted(cumsum(sorted M) / Σ M, energy)`). The kept set is a mask `K`.
 
-Matrix-free projector (spec section 1.5)::
+Matrix-free projector (the paper's Kronecker-eigenbasis projector)::
 
   P(ΔW) = U_A [(U_Aᵀ ΔW U_G) ⊙ K] U_Gᵀ
 
 an orthogonal projector under the Frobenius inner product, never forming the
 `(d_in d_out)²` matrix. Every kept direction has curvature at most the threshold `m_(r*)`, so
-`q(P ΔW) ≤ m_(r*) ‖P ΔW‖²_F` (the γ-approximate null space of spec section 1.2).
+`q(P ΔW) ≤ m_(r*) ‖P ΔW‖²_F`: the paper's low-curvature subspace, a γ-approximate null space of
+the capability curvature.
 
 With `g_identity=True` the output factor is replaced by the identity: the projector keeps the
-low-energy eigen-directions of `A` only (AlphaEdit / Adam-NSCL null space, spec section 3),
-`P(ΔW) = U_A [(U_Aᵀ ΔW) ⊙ k] ` with a row mask `k`.
+low-energy eigen-directions of `A` only (the AlphaEdit / Adam-NSCL null space that CrispEdit
+generalizes), `P(ΔW) = U_A [(U_Aᵀ ΔW) ⊙ k] ` with a row mask `k`.
 
 Example::
 
@@ -37,6 +40,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxpapers.optim import _checks
 
 PROJECT_MODES = ("gradient", "update", "both")
 
@@ -93,7 +98,7 @@ def _removed_count(descending: jax.Array, energy: float) -> jax.Array:
 
 
 def energy_mask(eig_a: jax.Array, eig_g: jax.Array, energy: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The kept-pair mask of the energy rule on `λ_A[i] λ_G[j]` (spec section 1.4).
+  """The kept-pair mask of the energy rule on `λ_A[i] λ_G[j]` (authors' code, `energy_threshold`).
 
   Ties are broken by sort order, so exactly `r*` pairs are removed.
 
@@ -147,7 +152,7 @@ def kfac_eigenbasis(factors: KroneckerFactors, energy: float = 0.9,
 
 
 def kfac_project(delta: jax.Array, basis: KroneckerEigenbasis) -> jax.Array:
-  """`P(ΔW) = U_A [(U_Aᵀ ΔW U_G) ⊙ K] U_Gᵀ`, matrix-free (spec section 1.5).
+  """`P(ΔW) = U_A [(U_Aᵀ ΔW U_G) ⊙ K] U_Gᵀ`, matrix-free (CrispEdit's projector).
 
   Args:
     delta: `[d_in, d_out]`, or any shape `[d_in, ...]` whose trailing axes flatten to d_out.
@@ -186,7 +191,7 @@ def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
     factors: a pytree with the structure of the params, whose leaves are
       :class:`KroneckerFactors` (projected leaves, shape `[d_in, d_out]`) or None (passed
       through unchanged).
-    energy: fraction τ of each layer's curvature trace removed (energy rule, spec 1.4).
+    energy: fraction τ of each layer's curvature trace removed (energy rule above).
     project: where the projection acts relative to `inner`: "gradient" (before it, the
       authors' ProjectedAdam), "update" (after it: the applied step stays in the subspace), or
       "both". With `inner=None` the three coincide (P is idempotent): the transform projects
@@ -216,6 +221,7 @@ def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
     return KfacProjectorState(bases, inner.init(params))
 
   def update_fn(updates, state, params=None):
+    _checks.check_like("kfac_projector", updates, params)
     if before:
       updates = _project_tree(updates, state.bases)
     updates, inner_state = inner.update(updates, state.inner_state, params)

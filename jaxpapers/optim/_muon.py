@@ -34,6 +34,8 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
+from jaxpapers.optim import _checks
+
 ADAM_NAMES = ("embed", "head", "router", "norm", "bias", "scale")
 """Path components containing one of these (case-insensitive) go to Adam in :func:`muon_labels`."""
 
@@ -125,6 +127,16 @@ def _all_muon_dimension_numbers(params):
   return jax.tree.map(lambda leaf: _dims_for("muon", leaf), params)
 
 
+def _checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+  """`tx` whose `update` first checks (at trace time) that updates and params trees match."""
+
+  def update_fn(updates, state, params=None, **extra_args):
+    _checks.check_like("muon", updates, params)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+
+
 def muon(
     learning_rate: optax.ScalarOrSchedule,
     *,
@@ -190,14 +202,14 @@ def muon(
                 mu_dtype=mu_dtype, nesterov=nesterov, preconditioning=preconditioning,
                 consistent_rms=consistent_rms)
   if adam_nesterov is None or adam_nesterov == nesterov:
-    return optax.contrib.muon(
+    return _checked(optax.contrib.muon(
         learning_rate,
         adam_b1=adam_b1,
         adam_b2=adam_b2,
         adam_weight_decay=adam_weight_decay,
         adam_learning_rate=adam_learning_rate,
         muon_weight_dimension_numbers=_muon_dimension_numbers(labels),
-        **common)
+        **common))
 
   # Adam momentum differs from Muon's: split first, then run a Muon-only optax.contrib.muon.
   adam = optax.adamw(learning_rate if adam_learning_rate is None else adam_learning_rate,
@@ -205,4 +217,4 @@ def muon(
                      mu_dtype=mu_dtype, nesterov=adam_nesterov)
   only_muon = optax.contrib.muon(
       learning_rate, muon_weight_dimension_numbers=_all_muon_dimension_numbers, **common)
-  return optax.partition({"muon": only_muon, "adam": adam}, labels)
+  return _checked(optax.partition({"muon": only_muon, "adam": adam}, labels))

@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxpapers.optim import _checks
+
 
 class SmebuState(NamedTuple):
   """State of :func:`smebu`.
@@ -126,7 +128,9 @@ def smebu(
         momentum=jax.tree.map(lambda b: jnp.zeros(jnp.shape(b), jnp.float32), params))
 
   def update_fn(updates, state, params=None):
-    del params
+    _checks.check_expert_axis("smebu", updates)
+    _checks.check_like("smebu", updates, state.momentum, "biases (the momentum in the state)")
+    _checks.check_like("smebu", updates, params, "biases (params)")
 
     def step(excess, m):
       excess = jnp.asarray(excess, jnp.float32)
@@ -159,7 +163,8 @@ def sign_bias_balancing(learning_rate: float = 1e-3) -> optax.GradientTransforma
   """
 
   def update_fn(updates, state, params=None):
-    del params
+    _checks.check_expert_axis("sign_bias_balancing", updates)
+    _checks.check_like("sign_bias_balancing", updates, params, "biases (params)")
     new_updates = jax.tree.map(
         lambda e: _centered(learning_rate * jnp.sign(-jnp.asarray(e, jnp.float32))), updates)
     return new_updates, state

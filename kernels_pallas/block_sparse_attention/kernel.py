@@ -1,4 +1,4 @@
-"""Pallas kernels of block-sparse attention (SpargeAttention2, arXiv 2602.13515, spec 1.5).
+"""Pallas kernels of block-sparse attention (SpargeAttention2, arXiv 2602.13515, Alg. 1, Sec. 4.3).
 
 GPU (Triton) style, after `jax.experimental.pallas.ops.gpu.attention`: the grid runs over
 (query block, batch, head); each program keeps one query tile and visits only the key blocks
@@ -6,7 +6,8 @@ listed for it (`lut[b, h, i, :cnt[b, h, i]]`, the kept-block index lists of spla
 with an online softmax (running max m, running sum l, fp32 accumulation). The forward also
 stores `lse = m + log l` per query row for the backward.
 
-Backward (flash backward restricted to kept tiles, spec 1.5), with `delta = rowsum(dO * O)`:
+Backward (the FlashAttention backward restricted to kept tiles, as in thu-ml's SLA kernel), with
+`delta = rowsum(dO * O)`:
   P = exp(q k^T s - lse);  dV += P^T dO;  dP = dO V^T;  dS = P (dP - delta);
   dQ += dS K s (dq kernel, per query block over `lut`);
   dK += dS^T Q s (dkv kernel, per key block over the transposed list `lut_t`).

@@ -1,4 +1,4 @@
-"""Public block-sparse attention op (SpargeAttention2, arXiv 2602.13515, spec 1.5).
+"""Public block-sparse attention op (SpargeAttention2, arXiv 2602.13515, Alg. 1, Sec. 4.3).
 
 `block_sparse_attention(q, k, v, block_mask, *, block_q, block_k)` computes, for every query
 block i, softmax attention over the key blocks j with `block_mask[b, h, i, j]` True only. Three
@@ -21,6 +21,7 @@ import functools
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,24 +82,24 @@ _pallas_attention.defvjp(_pallas_forward, _pallas_backward)
 
 
 def _check(q, k, v, block_mask, block_q, block_k) -> tuple[int, int]:
-  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-    raise ValueError("block_sparse_attention expects q, k, v as [batch, seq, heads, dim]; got "
-                     f"{q.shape}, {k.shape}, {v.shape}")
-  if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
-    raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: k and v must match, and share "
-                     "batch, heads and dim with q")
+  """Static (trace-time) checks of the public op's inputs; returns the mask's block counts."""
+  chex.assert_rank([q, k, v], 4, exception_type=ValueError,
+                   custom_message="block_sparse_attention expects q, k, v as [batch, seq, heads, dim]")
+  chex.assert_type([q, k, v], float, exception_type=ValueError,
+                   custom_message="block_sparse_attention expects floating q, k, v")
+  chex.assert_equal_shape([k, v], exception_type=ValueError,
+                          custom_message=f"k {k.shape} and v {v.shape} must have the same shape")
+  chex.assert_equal_shape([q, k], dims=(0, 2, 3), exception_type=ValueError,
+                          custom_message=f"q {q.shape} and k {k.shape} must share batch, heads and dim")
   if block_q < 1 or block_k < 1:
     raise ValueError(f"block sizes must be >= 1; got block_q={block_q}, block_k={block_k}")
   nq, nk = -(-q.shape[1] // block_q), -(-k.shape[1] // block_k)
   b, h = q.shape[0], q.shape[2]
-  shape = tuple(block_mask.shape)
-  if (len(shape) != 4 or shape[0] not in (1, b) or shape[1] not in (1, h)
-      or shape[2:] != (nq, nk)):
-    raise ValueError(
-        f"block_mask has shape {shape}; expected [{b} or 1, {h} or 1, {nq}, {nk}] = "
-        f"[batch, heads, ceil({q.shape[1]}/{block_q}), ceil({k.shape[1]}/{block_k})]")
-  if block_mask.dtype != jnp.bool_:
-    raise ValueError(f"block_mask must be boolean (True = computed); got {block_mask.dtype}")
+  chex.assert_shape(block_mask, ({1, b}, {1, h}, nq, nk), exception_type=ValueError, custom_message=(
+      f"block_mask has shape {tuple(block_mask.shape)}; expected [{b} or 1, {h} or 1, {nq}, {nk}] = "
+      f"[batch, heads, ceil({q.shape[1]}/{block_q}), ceil({k.shape[1]}/{block_k})]"))
+  chex.assert_type(block_mask, bool, exception_type=ValueError,
+                   custom_message=f"block_mask must be boolean (True = computed); got {block_mask.dtype}")
   return nq, nk
 
 

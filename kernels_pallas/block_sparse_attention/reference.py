@@ -1,4 +1,4 @@
-"""Pure-jnp references of block-sparse attention (SpargeAttention2, arXiv 2602.13515, spec 1.5).
+"""Pure-jnp references of block-sparse attention (SpargeAttention2, arXiv 2602.13515, Alg. 1).
 
 `O_i = softmax over the kept key blocks of (q k^T * scale) @ V`: a dense masked attention whose
 token mask is the block mask expanded to tiles. Unselected blocks contribute exactly zero (the

@@ -1,4 +1,4 @@
-"""XLA path of block-sparse attention: gather the kept key blocks (arXiv 2602.13515, spec 1.5).
+"""XLA path of block-sparse attention: gather the kept key blocks (arXiv 2602.13515, Alg. 1).
 
 For each (batch, head, query block) the first `max_kept` entries of its kept-block list are
 gathered from K and V, and one softmax runs over the gathered keys (invalid list entries and

@@ -1,20 +1,23 @@
 """Flash-style Pallas kernels for 2Mamba's second-order attention (arXiv 2602.17363).
 
-Forward (spec 1.3 / 1.6 with the tiling of spec 1.8): grid `(seq // block_q, batch, heads)`;
-each program keeps one `[block_q, dim]` query tile, and loops over key/value tiles of
-`block_k` up to the causal diagonal, with the whole K, V and `Acs` of its (batch, head) mapped
-as one block (the layout of JAX's GPU flash attention, so the same code lowers through Triton).
+Forward (paper Sec. 5 / Sec. 6, tiled like the authors' Triton kernel): grid
+`(seq // block_q, batch, heads)`; each program keeps one `[block_q, dim]` query tile, and loops
+over key/value tiles of `block_k` up to the causal diagonal, with the whole K, V and `Acs` of
+its (batch, head) mapped as one block (the layout of JAX's GPU flash attention, so the same code
+lowers through Triton).
 
 * squared: `w = s^2 exp(Acs_i - Acs_j)`; since the exponent is <= 0 on and below the diagonal,
-  numerator and denominator are accumulated in plain fp32 with no running maximum (spec 1.8);
+  numerator and denominator are accumulated in plain fp32 with no running maximum (our
+  numerics; the authors' kernel subtracts one);
   the residual is the raw row sum `r`.
 * exponential: online softmax of `s + Acs_i - Acs_j` (running max `m`, sum `l`); the residual is
   `lse = m + log(l)`.
 
-Backward (spec 1.7): a `dK, dV, dAcs` kernel (grid over key tiles, scanning query tiles from the
-diagonal to the end) and a `dQ` kernel (grid over query tiles, scanning key tiles up to the
-diagonal), both recomputing the weights tile by tile. Per-row quantities (`delta`, `1/r`, ...)
-are precomputed by the caller (ops.py).
+Backward (our derivation; the paper's App. C.5 gives an equivalent set): a `dK, dV, dAcs`
+kernel (grid over key tiles, scanning query tiles from the diagonal to the end) and a `dQ`
+kernel (grid over query tiles, scanning key tiles up to the diagonal), both recomputing the
+weights tile by tile. Per-row quantities (`delta`, `1/r`, ...) are precomputed by the caller
+(ops.py).
 
 Every kernel takes `interpret`; on CPU only interpret mode exists.
 """
@@ -32,7 +35,8 @@ VARIANTS = ("square", "exp")
 
 
 def _dot(a, b, trans_a: bool = False, trans_b: bool = False):
-  """2-D matmul with fp32 accumulation (exact fp32, no TF32, for fp32 inputs: spec 1.8)."""
+  """2-D matmul with fp32 accumulation (exact fp32, no TF32, for fp32 inputs; the
+  paper found TF32 too imprecise)."""
   precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
   dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
   return lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)
@@ -155,7 +159,7 @@ def forward(q, k, v, acs, *, variant: str, scale: float, eps: float, block_q: in
 
 
 def _tile_grads(variant, q, k, v, do, expo, s, row_a, row_b):
-  """Per-tile `(yn, ds, g)`: normalised weights, score gradient, and `w * dw` (spec 1.7).
+  """Per-tile `(yn, ds, g)`: normalised weights, score gradient, and `w * dw` (cf. App. C.5).
 
   For "square", `row_a = 1 / max(r, eps)` and `row_b = delta * row_a * [r > eps]`;
   for "exp", `row_a = lse` and `row_b = delta = rowsum(dO * O)`.

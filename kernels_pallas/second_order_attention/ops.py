@@ -1,4 +1,4 @@
-"""Public op: 2Mamba second-order attention with a custom VJP (arXiv 2602.17363, spec 1.3-1.8).
+"""Public op: 2Mamba second-order attention with a custom VJP (arXiv 2602.17363, Secs. 5-6).
 
 `second_order_attention(q, k, v, log_decay)` computes, per batch and head,
 
@@ -6,15 +6,16 @@
   `w_ij = (q_i . k_j * scale)^2 exp(Acs_i - Acs_j)`,  `Acs = cumsum(log_decay)`,
 
 and `exp_decay_attention` the 2Mamba-E variant `w_ij = exp(q_i . k_j * scale + Acs_i - Acs_j)`
-(spec 1.6). The Pallas path is a `jax.custom_vjp` whose backward runs the kernels of kernel.py
-(gradients of spec 1.7); the gradient of `log_decay` is the reverse cumulative sum of the `Acs`
-gradient, left to autodiff of the cumsum. `implementation="xla"` runs the dense reference.
+(Sec. 6). The Pallas path is a `jax.custom_vjp` whose backward runs the kernels of kernel.py
+(gradients equivalent to the paper's App. C.5); the gradient of `log_decay` is the reverse
+cumulative sum of the `Acs` gradient, left to autodiff of the cumsum. `implementation="xla"` runs the dense reference.
 """
 
 from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -33,13 +34,19 @@ def _pick_block(requested: int | None, seq: int, name: str) -> int:
 
 
 def check_inputs(q, k, v, log_decay) -> None:
-  """Raises ValueError unless q, k, v are [batch, seq, heads, dim] and log_decay [batch, seq, heads]."""
-  if q.ndim != 4 or q.shape != k.shape or q.shape != v.shape:
-    raise ValueError("q, k, v must share the shape [batch, seq, heads, dim]; got "
-                     f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
-  if log_decay.shape != q.shape[:3]:
-    raise ValueError(f"log_decay must be [batch, seq, heads] = {tuple(q.shape[:3])}; got "
-                     f"{tuple(log_decay.shape)}")
+  """Raises ValueError unless q, k, v are [batch, seq, heads, dim] and log_decay [batch, seq, heads].
+
+  The checks read static shapes and dtypes only, so under `jax.jit` they run once at trace time.
+  """
+  chex.assert_rank(q, 4, exception_type=ValueError,
+                   custom_message="q, k, v must share the shape [batch, seq, heads, dim]")
+  chex.assert_equal_shape([q, k, v], exception_type=ValueError, custom_message=(
+      "q, k, v must share the shape [batch, seq, heads, dim]; got "
+      f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}"))
+  chex.assert_type([q, k, v, log_decay], float, exception_type=ValueError,
+                   custom_message="q, k, v and log_decay must be floating")
+  chex.assert_shape(log_decay, q.shape[:3], exception_type=ValueError, custom_message=(
+      f"log_decay must be [batch, seq, heads] = {tuple(q.shape[:3])}; got {tuple(log_decay.shape)}"))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7, 8, 9))
@@ -80,14 +87,14 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
                            eps: float = reference.DEFAULT_EPS, block_q: int | None = None,
                            block_k: int | None = None, implementation: str = "pallas",
                            interpret: bool | None = None) -> jax.Array:
-  """Causal 2Mamba attention with a data-dependent decay (spec 1.3; 1.6 with variant="exp").
+  """Causal 2Mamba attention with a data-dependent decay (Sec. 5; Sec. 6 with variant="exp").
 
   Args:
     q, k, v: `[batch, seq, heads, dim]` (fp32 or bf16; accumulation is fp32).
     log_decay: `A_t <= 0`, `[batch, seq, heads]`; its cumulative sum is taken in fp32.
     variant: "square" (`(q.k * scale)^2` weights, 2Mamba) or "exp" (2Mamba-E).
     scale: score scale, default `1/sqrt(dim)`.
-    eps: clamp of the squared variant's denominator (spec 1.8).
+    eps: clamp of the squared variant's denominator (ours; the authors' kernel uses 1e-8).
     block_q, block_k: kernel tiles (default min(128, seq)); must divide seq.
     implementation: "pallas" (the flash-style kernel) or "xla" (dense reference).
     interpret: run the Pallas interpreter; default True on CPU.
@@ -123,5 +130,5 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
 
 def exp_decay_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array,
                         **kwargs) -> jax.Array:
-  """2Mamba-E (spec 1.6): `second_order_attention(..., variant="exp")`."""
+  """2Mamba-E (Sec. 6 of arXiv 2602.17363): `second_order_attention(..., variant="exp")`."""
   return second_order_attention(q, k, v, log_decay, variant="exp", **kwargs)

@@ -3,13 +3,13 @@
 Layout `[batch, seq, heads, dim]`; `log_decay` is `A_t <= 0` of shape `[batch, seq, heads]`.
 With `Acs = cumsum(A)` along the sequence and `s_ij = q_i . k_j * scale`:
 
-* squared (2Mamba, spec 1.3, paper Alg. 5):
+* squared (2Mamba, paper Sec. 5, Alg. 5):
   `w_ij = s_ij^2 exp(Acs_i - Acs_j)` for j <= i, `o_i = sum_j w_ij v_j / max(sum_j w_ij, eps)`.
-* exponential (2Mamba-E, spec 1.6): `w_ij = exp(s_ij + Acs_i - Acs_j)`, i.e. causal softmax
+* exponential (2Mamba-E, paper Sec. 6): `w_ij = exp(s_ij + Acs_i - Acs_j)`, i.e. causal softmax
   attention with an additive, data-dependent log-decay bias.
 
 These dense `O(N^2)` forms are the oracles of the kernel tests and the "quadratic (XLA)" path
-of the op. Numerics (spec 1.8): the exponent is masked to -inf above the diagonal *before* the
+of the op. Numerics (ours): the exponent is masked to -inf above the diagonal *before* the
 exponential and clamped at 0 on it, so no inf ever enters the graph (nor its gradient).
 """
 
@@ -49,7 +49,7 @@ def squared_weights(q, k, log_decay, scale: float | None = None) -> jax.Array:
 
 def squared_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array, *,
                       scale: float | None = None, eps: float = DEFAULT_EPS) -> jax.Array:
-  """2Mamba attention, dense reference (spec 1.3). Returns `[batch, seq, heads, dim]`."""
+  """2Mamba attention, dense reference (Sec. 5, Alg. 5). Returns `[batch, seq, heads, dim]`."""
   w = squared_weights(q, k, log_decay, scale)
   r = jnp.sum(w, axis=-1, keepdims=True)
   o = jnp.einsum("bhqk,bkhd->bqhd", w / jnp.maximum(r, eps), _acc(v))
@@ -58,7 +58,7 @@ def squared_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.A
 
 def exp_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array, *,
                   scale: float | None = None) -> jax.Array:
-  """2Mamba-E attention (spec 1.6): causal softmax of `s_ij + Acs_i - Acs_j`."""
+  """2Mamba-E attention (Sec. 6): causal softmax of `s_ij + Acs_i - Acs_j`."""
   scale = q.shape[-1] ** -0.5 if scale is None else scale
   logits = _scores(q, k, scale) + decay_exponent(log_decay)
   p = jax.nn.softmax(logits, axis=-1)
@@ -67,7 +67,7 @@ def exp_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array
 
 def linear_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array, *,
                      scale: float | None = None) -> jax.Array:
-  """Mamba-2S core (spec 1.2 step 5): `((Q K^T * scale) o AM o M) V`, no normalisation."""
+  """Mamba-2S core (Alg. 4): `((Q K^T * scale) o AM o M) V`, no normalisation."""
   scale = q.shape[-1] ** -0.5 if scale is None else scale
   w = _scores(q, k, scale) * jnp.exp(decay_exponent(log_decay))
   return jnp.einsum("bhqk,bkhd->bqhd", w, _acc(v)).astype(q.dtype)

@@ -1,4 +1,4 @@
-"""CrispEdit experiment: smoke reproduction (spec 4.2) and the editing API on a tiny problem."""
+"""CrispEdit experiment: smoke results and the editing API on a tiny problem."""
 
 import json
 
@@ -10,21 +10,20 @@ from flax import nnx
 
 from jaxpapers.experiments.crispedit.run import EXPERIMENT
 from jaxpapers import optim
-from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.editing import crisp_edit
 
 
-def test_smoke_reproduction_passes(tmp_path):
-  record = experiment_lib.reproduce(EXPERIMENT, "smoke", tmp_path, overrides=["mesh.data=1"])
-  assert record["passed"], [c for c in record["claims"] if not c["passed"]]
-  ids = {c["id"] for c in record["claims"]}
+def test_smoke_study_shows_fine_tuning_damage_and_crispedit_locality(smoke_report):
+  """The registry-parametrized smoke test (tests/test_house_rules.py) checks that every claim passed."""
+  run = smoke_report("crispedit")
+  ids = {c["id"] for c in run.record["claims"]}
   assert ids == {"mlp_crispedit_edit_success", "mlp_drop_ratio", "lm_crispedit_subspace_leak"}
-  study = json.loads((tmp_path / "crispedit" / "study.json").read_text())
+  study = json.loads((run.folder / "study.json").read_text())
   seed = study["mlp"]["0"]
-  # spec 4.2 figures (FT drop 20.8-24.6 pts, CrispEdit 2.7-3.6 pts): fine-tuning really damages
+  # calibration figures (FT drop 20.8-24.6 pts, CrispEdit 2.7-3.6 pts): fine-tuning really damages
   assert seed["ft"]["drop_points"] > 10 and seed["ft"]["edit_success"] == 1.0
   assert seed["a_only"]["drop_points"] > seed["crispedit"]["drop_points"]
-  assert (tmp_path / "crispedit" / "crispedit.png").read_bytes()[:4] == b"\x89PNG"
+  assert (run.folder / "crispedit.png").read_bytes()[:4] == b"\x89PNG"
 
 
 class _Net(nnx.Module):
@@ -66,22 +65,23 @@ def test_factors_of_attention_and_mlp_projections_in_the_lm():
   from jaxpapers.nn.embedding import embed_lookup  # pylint: disable=g-import-not-at-top
   config = EXPERIMENT.config("smoke").lm
   facts = lm.make_facts(config)
-  model = lm.FactLM(config, facts.vocab_size, rngs=nnx.Rngs(0))
+  model = lm.fact_lm(config, facts.vocab_size, rngs=nnx.Rngs(0))
   items = [(s, r, 1, facts.objects[s, r]) for s in range(3) for r in range(2)]
   batch = lm.fact_rows(facts, items, config.seq_len, "all")
-  paths = [("blocks", 0, "qkv"), ("blocks", 1, "down")]
+  paths = [("layers", 0, "mixer", "qkv"), ("layers", 1, "down")]
   factors, n = optim.collect_kfac_factors(model, paths, [batch], lm.logits_fn, label_mode="empirical")
   assert n == batch["mask"].sum()
-  block = model.blocks[0]
-  a = np.asarray(block.attn_norm(embed_lookup(model.embed[...], jnp.asarray(batch["inputs"]))))
+  block = model.layers[0]
+  a = np.asarray(block.mixer_norm(embed_lookup(model.embed[...], jnp.asarray(batch["inputs"]))))
   a = a.reshape(-1, a.shape[-1])
   w = batch["mask"].reshape(-1)
-  np.testing.assert_allclose(factors["blocks/0/qkv"].a, (a * w[:, None]).T @ a / n, rtol=1e-4, atol=1e-6)
+  qkv, down = factors["layers/0/mixer/qkv"], factors["layers/1/down"]
+  np.testing.assert_allclose(qkv.a, (a * w[:, None]).T @ a / n, rtol=1e-4, atol=1e-6)
   d, width = config.d_model, config.mlp_width
-  assert factors["blocks/0/qkv"].g.shape == (3 * d, 3 * d)
-  assert factors["blocks/1/down"].a.shape == (width, width) and factors["blocks/1/down"].g.shape == (d, d)
-  assert np.linalg.eigvalsh(np.asarray(factors["blocks/1/down"].g, np.float64)).min() > -1e-6
-  assert float(np.trace(factors["blocks/1/down"].g)) > 0
+  assert qkv.g.shape == (3 * d, 3 * d)
+  assert down.a.shape == (width, width) and down.g.shape == (d, d)
+  assert np.linalg.eigvalsh(np.asarray(down.g, np.float64)).min() > -1e-6
+  assert float(np.trace(down.g)) > 0
 
 
 def test_lm_claims_take_the_worst_edit_set_and_the_mean_locality():

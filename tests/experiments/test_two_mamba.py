@@ -1,4 +1,4 @@
-"""2Mamba experiment (arXiv 2602.17363): smoke reproduction (spec 4.2), recall data, memory
+"""2Mamba experiment (arXiv 2602.17363): smoke results, recall data, memory
 figures against the closed form, the benchmark's blocked quadratic form, and the GPU script's
 logic at a tiny size (slow)."""
 
@@ -8,25 +8,22 @@ import jax
 import numpy as np
 import pytest
 
+from jaxpapers.core import bench
 from jaxpapers.experiments.two_mamba import checks, gpu_bench
 from jaxpapers.experiments.two_mamba.bench import quadratic_blocked
 from jaxpapers.experiments.two_mamba.model import KEY_HIGH, KEY_LOW, VALUE_LOW, recall_batch
-from jaxpapers.experiments.two_mamba.run import EXPERIMENT
-from jaxpapers.core import experiment as experiment_lib
 from kernels_pallas.second_order_attention import reference
 
 
-def test_smoke_reproduction_passes(tmp_path):
-  record = experiment_lib.reproduce(EXPERIMENT, "smoke", tmp_path)
-  assert record["passed"], [c for c in record["claims"] if not c["passed"]]
-  claims = {c["id"]: c for c in record["claims"]}
+def test_smoke_report_covers_forms_kernels_recall_memory_and_decode(smoke_report):
+  """The registry-parametrized smoke test (tests/test_house_rules.py) checks that every claim passed."""
+  run = smoke_report("two_mamba")
+  claims = {c["id"]: c for c in run.record["claims"]}
   assert {"forms_square_chunked", "forms_square_recurrent", "kernel_grads_square",
           "kernel_grads_exp", "feature_map_identity", "recall_smoke_loss_cut",
           "memory_crossover_d64", "decode_vs_parallel"} <= set(claims)
   assert claims["memory_crossover_d64"]["measured"] == 1058
-  on_disk = json.loads((tmp_path / "two_mamba" / "report.json").read_text())
-  assert on_disk == record
-  assert (tmp_path / "two_mamba" / "two_mamba.png").read_bytes()[:4] == b"\x89PNG"
+  assert (run.folder / "two_mamba.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_recall_batch_pairs_values_with_their_keys():
@@ -46,7 +43,7 @@ def test_memory_matches_the_closed_form():
   mem = checks.memory(dims=(16,))  # d = 64 (crossover 1,058) is a claim of the smoke run
   for d, m in mem.items():
     features = d * (d + 1) // 2
-    assert m["state_bytes"] == 4 * (d * features + features + 3 * d)  # spec 1.4
+    assert m["state_bytes"] == 4 * (d * features + features + 3 * d)  # paper Sec. 5.1
     assert m["kv_bytes_per_token"] == 4 * 2 * d
   assert mem[16]["crossover"] == 74  # floor(17^2 / 4 + 1.5) + 1
 
@@ -60,11 +57,12 @@ def test_gpu_script_logic_runs_tiny_on_cpu(tmp_path, monkeypatch):
   out = tmp_path / "gpu.json"
   assert gpu_bench.main(["--tiny", "--out", str(out)]) == 0
   record = json.loads(out.read_text())
-  impls = {r["impl"]: r for r in record["kernels"]}
+  bench.check_record(record, "two_mamba_gpu")  # the shared bench_*.json schema
+  impls = {r["impl"]: r for r in record["results"]["kernels"]}
   assert set(impls) == {"square", "exp", "pallas_flash"}
   assert all("median_s" in r["fwd"] and "median_s" in r["fwd_bwd"] for r in impls.values())
   assert impls["square"]["fwd_over_pallas_flash"] > 0
-  assert record["decode"]["state_bytes"] == 4 * (2 * 136 * 16 + 2 * 136)  # H = 2, d = 16
+  assert record["results"]["decode"]["state_bytes"] == 4 * (2 * 136 * 16 + 2 * 136)  # H = 2, d = 16
 
 
 def test_bench_blocked_quadratic_matches_reference():

@@ -1,6 +1,6 @@
-"""VAD-CFR: unit tests of Listing 5's rules (spec 4.2); exploitability on known policies.
+"""VAD-CFR: unit tests of Listing 5's rules (arXiv 2602.16928); exploitability on known policies.
 
-The spec 4.2 Kuhn runs (VAD-CFR, CFR+, DCFR at 500/600) are asserted by the smoke reproduction
+The CI protocol's Kuhn runs (VAD-CFR, CFR+, DCFR at 500/600) are asserted by the smoke reproduction
 (test_games_experiment.py).
 """
 

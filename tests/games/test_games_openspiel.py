@@ -20,7 +20,7 @@ DEFAULT_GAMES = [
     ("liars_dice", {"dice_sides": 4}), ("liars_dice", {"dice_sides": 5}),
 ]
 SLOW_GAMES = [("liars_dice", {"dice_sides": 6}), ("leduc_poker", {"players": 3})]
-SPEC_COUNTS = {  # spec section 1.4
+SPEC_COUNTS = {  # infoset counts of OpenSpiel's games
     ("kuhn_poker", 2): 12, ("kuhn_poker", 3): 48, ("kuhn_poker", 4): 160, ("leduc_poker", 2): 936,
     ("leduc_poker", 3): 25_800, ("goofspiel", 4): 162, ("goofspiel", 5): 2_124,
     ("liars_dice", 4): 1_024, ("liars_dice", 5): 5_120, ("liars_dice", 6): 24_576,

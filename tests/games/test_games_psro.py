@@ -1,4 +1,4 @@
-"""Meta-solvers (spec 4.2: HYB on rock-paper-scissors) and PSRO on Kuhn poker."""
+"""Meta-solvers (HYB of arXiv 2602.16928 on rock-paper-scissors) and PSRO on Kuhn poker."""
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ def test_rm_and_prd_approach_the_unique_nash_of_a_biased_game():
 
 def test_psro_with_nash_solvers_finds_kuhn_equilibrium():
   result = games.psro(games.load_game("kuhn_poker"), "nash", "nash", 10)
-  assert result.at(10) < 1e-9                     # spec 2: Nash/Nash reaches ~0 by iteration 10
+  assert result.at(10) < 1e-9                     # our numpy reference: Nash/Nash reaches ~0 by iteration 10
   assert result.curve[0][1] > 1e-2
   assert [len(p) for p in result.populations] == [11, 11]
   game = games.load_game("kuhn_poker")

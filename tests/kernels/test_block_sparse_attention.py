@@ -1,4 +1,4 @@
-"""Block-sparse attention (arXiv 2602.13515, spec 4.3 item 2): Pallas kernel in interpret mode
+"""Block-sparse attention (arXiv 2602.13515, Alg. 1): Pallas kernel in interpret mode
 and the XLA gather path against the dense masked jnp reference, forward and gradients."""
 
 import functools
@@ -125,3 +125,19 @@ def test_bad_masks_are_refused_clearly(bad, message):
   q, k, v = _qkv(N, N)
   with pytest.raises(ValueError, match=message):
     kernels_pallas.block_sparse_attention(q, k, v, bad, block_q=BQ, block_k=BK)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda q, k, v: (q[0], k, v), r"expects q, k, v as \[batch, seq, heads, dim\]"),
+    (lambda q, k, v: (q, k, v[:, :64]), r"k \(1, 512, 2, 64\) and v \(1, 64, 2, 64\) must have the same shape"),
+    (lambda q, k, v: (q[:, :, :1], k, v), "must share batch, heads and dim"),
+    (lambda q, k, v: (q.astype(jnp.int32), k, v), "expects floating q, k, v"),
+])
+def test_bad_qkv_are_refused_clearly_at_trace_time(change, message):
+  q, k, v = change(*_qkv(N, N))
+  mask = jnp.ones((1, 1, N // BQ, N // BK), bool)
+  op = functools.partial(kernels_pallas.block_sparse_attention, block_q=BQ, block_k=BK, implementation="xla")
+  with pytest.raises(ValueError, match=message):
+    op(q, k, v, mask)
+  with pytest.raises(ValueError, match=message):  # static checks: raised while tracing
+    jax.jit(op)(q, k, v, mask)

@@ -1,4 +1,4 @@
-"""SpargeAttention2's block-mask predictor (arXiv 2602.13515, spec 1.2-1.4 and 4.3 item 1)."""
+"""SpargeAttention2's block-mask predictor (arXiv 2602.13515, Alg. 1, Eq. (9))."""
 
 import jax
 import jax.numpy as jnp

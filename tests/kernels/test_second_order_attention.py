@@ -1,5 +1,5 @@
 """second_order_attention (arXiv 2602.17363): Pallas kernels (interpret mode) against the dense
-reference, forward and custom-VJP gradients for q, k, v and the decay (spec 4.2 item 2)."""
+reference, forward and custom-VJP gradients for q, k, v and the decay."""
 
 import functools
 
@@ -66,7 +66,7 @@ def _grad_fns(variant, block):
 
 @pytest.mark.parametrize("variant", ["square", "exp"])
 def test_gradients_match_autodiff_of_reference(variant):
-  q, k, v, a = _inputs(128, heads=1)  # spec 4.2: N = 128, d = 16, block 32
+  q, k, v, a = _inputs(128, heads=1)  # N = 128, d = 16, block 32
   kernel_grads, ref_grads = _grad_fns(variant, 32)
   for name, got, want in zip("qkvA", kernel_grads(q, k, v, a), ref_grads(q, k, v, a)):
     scale = float(jnp.max(jnp.abs(want)))
@@ -75,7 +75,7 @@ def test_gradients_match_autodiff_of_reference(variant):
 
 def test_clamped_denominator_gradients_are_exact():
   # q ~ 1e-4 makes every row sum r_i ~ 1e-8 < eps: the op is then num / eps, whose gradient
-  # keeps a row term in dAcs that the unclamped formula (spec 1.7) drops.
+  # keeps a row term in dAcs that the unclamped formula (cf. App. C.5) drops.
   q, k, v, a = _inputs(128, heads=1, dim=16, seed=3, q_scale=1e-4)
   kernel_grads, ref_grads = _grad_fns("square", 32)
   assert float(jnp.max(jnp.sum(reference.squared_weights(q, k, a), -1))) < 1e-6
@@ -105,3 +105,12 @@ def test_bad_inputs_raise_one_clear_error():
     kernels_pallas.second_order_attention(q, k, v, a, block_q=24)
   with pytest.raises(ValueError, match="variant"):
     kernels_pallas.second_order_attention(q, k, v, a, variant="cube")
+  with pytest.raises(ValueError, match=r"must share the shape \[batch, seq, heads, dim\]; got q\(1, 32, 1, 16\) "
+                     r"k\(1, 16, 1, 16\)"):
+    kernels_pallas.second_order_attention(q, k[:, :16], v, a)
+  with pytest.raises(ValueError, match=r"must share the shape \[batch, seq, heads, dim\]"):
+    kernels_pallas.exp_decay_attention(q[0], k[0], v[0], a)
+  with pytest.raises(ValueError, match="must be floating"):
+    kernels_pallas.second_order_attention(q, k, v, a.astype(jnp.int32))
+  with pytest.raises(ValueError, match="log_decay must be"):  # static checks: raised while tracing
+    jax.jit(kernels_pallas.second_order_attention)(q, k, v, a[:, :, :, None])

@@ -1,4 +1,4 @@
-"""Gated attention against a per-head numpy reference; masks, RoPE, GQA."""
+"""Attention layers against per-head numpy references; masks, GQA, causality."""
 
 import jax
 import jax.numpy as jnp
@@ -52,15 +52,6 @@ def test_local_and_global_layers_match_the_reference():
                                rtol=2e-4, atol=2e-5)
 
 
-def test_rope_preserves_norms_and_encodes_relative_position():
-  q = jax.random.normal(jax.random.key(2), (1, 1, 1, 8))
-  k = jax.random.normal(jax.random.key(3), (1, 1, 1, 8))
-  def score(i, j):
-    return float(jnp.sum(attn.rope(q, jnp.array([[i]])) * attn.rope(k, jnp.array([[j]]))))
-  np.testing.assert_allclose(score(5, 2), score(13, 10), rtol=1e-5)
-  np.testing.assert_allclose(jnp.linalg.norm(attn.rope(q, jnp.array([[7]]))), jnp.linalg.norm(q), rtol=1e-6)
-
-
 def test_tokens_do_not_see_other_documents_or_the_future():
   layer = attn.GatedAttention(16, 2, 1, 8, window=None, rngs=nnx.Rngs(0), init_std=0.3)
   x = jax.random.normal(jax.random.key(4), (1, 6, 16))
@@ -71,3 +62,35 @@ def test_tokens_do_not_see_other_documents_or_the_future():
   np.testing.assert_allclose(after[0, 3:], base[0, 3:], atol=1e-6)  # second document unaffected
   future = x.at[0, 5].add(5.0)
   np.testing.assert_allclose(layer(future, segments)[0, :5], base[0, :5], atol=1e-6)
+
+
+def causal_reference(layer, x):
+  """Causal multi-head attention with RoPE, per head and query in float64 (no fused ops)."""
+  x = np.asarray(x, np.float64)
+  b, t, d = x.shape
+  heads = layer.num_heads
+  dim = d // heads
+  q, k, v = np.split((x @ np.asarray(layer.qkv.kernel[...])).reshape(b, t, 3 * heads, dim), 3, 2)
+  half = dim // 2
+  angle = np.arange(t)[:, None] * layer.rope_theta ** (-np.arange(half) / half)  # [T, D/2]
+  c, s = np.cos(angle)[None, :, None], np.sin(angle)[None, :, None]
+  rot = lambda z: np.concatenate([z[..., :half] * c - z[..., half:] * s,
+                                  z[..., half:] * c + z[..., :half] * s], -1)
+  q, k = rot(q), rot(k)
+  out = np.zeros((b, t, heads, dim))
+  for bi in range(b):
+    for h in range(heads):
+      for i in range(t):
+        logits = k[bi, :i + 1, h] @ q[bi, i, h] / np.sqrt(dim)
+        w = np.exp(logits - logits.max())
+        out[bi, i, h] = (w / w.sum()) @ v[bi, :i + 1, h]
+  return out.reshape(b, t, d) @ np.asarray(layer.out.kernel[...])
+
+
+def test_causal_self_attention_matches_the_reference():
+  layer = attn.CausalSelfAttention(16, 4, rngs=nnx.Rngs(3))
+  x = jax.random.normal(jax.random.key(5), (2, 7, 16))
+  assert layer.qkv.kernel.shape == (16, 48) and layer.qkv.bias is None and layer.out.bias is None
+  np.testing.assert_allclose(layer(x), causal_reference(layer, x), rtol=2e-4, atol=2e-5)
+  with np.testing.assert_raises(ValueError):
+    attn.CausalSelfAttention(10, 4, rngs=nnx.Rngs(0))

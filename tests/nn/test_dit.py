@@ -1,4 +1,5 @@
-"""The small DiT (jaxpapers.nn.dit): patchify, adaLN-Zero, pluggable attention, rectified flow."""
+"""The small DiT (jaxpapers.nn.dit): patchify, adaLN-Zero, pluggable attention (its losses and
+sampler: tests/diffusion)."""
 
 import functools
 
@@ -101,48 +102,6 @@ def test_attention_is_pluggable():
   nnx.update(built_sparse, nnx.state(model))
   np.testing.assert_allclose(np.asarray(_call(built_sparse, x, t, labels)), np.asarray(sparse),
                              atol=1e-6)
-
-
-def test_flow_matching_and_distillation_losses():
-  zero = _fresh_model()  # predicts u = 0
-  x0, t, labels = _inputs()
-  noise = jax.random.normal(jax.random.key(5), x0.shape)
-  graphdef, params, rest = nnx.split(zero, nnx.Param, ...)
-  fm = jax.jit(lambda p: dit.flow_matching_loss(nnx.merge(graphdef, p, rest), x0, labels, noise, t))
-  np.testing.assert_allclose(float(fm(params)), float(jnp.mean((noise - x0) ** 2)), rtol=1e-6)
-  x_t = dit.interpolate(x0, noise, t)
-  np.testing.assert_allclose(np.asarray(x_t[1]), np.asarray((1 - t[1]) * x0[1] + t[1] * noise[1]),
-                             rtol=1e-6)
-  teacher = _randomized_model()
-  teacher_params = nnx.state(teacher, nnx.Param)
-  same = jax.jit(lambda p: dit.velocity_distillation_loss(
-      nnx.merge(graphdef, p, rest), nnx.merge(graphdef, p, rest), x_t, t, labels))
-  assert float(same(teacher_params)) == 0.0
-
-  def vd(teacher_params):
-    student = nnx.merge(graphdef, params, rest)
-    t_model = nnx.merge(graphdef, teacher_params, rest)
-    return dit.velocity_distillation_loss(student, t_model, x_t, t, labels)
-
-  loss, grads = jax.jit(jax.value_and_grad(vd))(teacher_params)
-  expected = jnp.mean(_call(teacher, x_t, t, labels) ** 2)  # the student predicts 0
-  np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
-  assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) == 0.0  # stop_grad
-
-
-class _TimeVelocity:
-  """A stand-in model with velocity u(x, t) = t (for the Euler sampler's arithmetic)."""
-
-  def __call__(self, x, t, labels, attention=None):
-    return jnp.broadcast_to(t.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
-
-
-def test_euler_sampler_integrates_from_noise_to_data():
-  noise = jnp.zeros((2, 3))
-  steps = 4
-  out = dit.euler_sample(_TimeVelocity(), noise, jnp.zeros(2, jnp.int32), steps)
-  # x(0) = x(1) - sum_i dt * t_i over the left endpoints t_i = 1, 3/4, 1/2, 1/4.
-  np.testing.assert_allclose(np.asarray(out), -(steps + 1) / (2 * steps), rtol=1e-6)
 
 
 def test_config_validation_and_shape_errors():

@@ -1,5 +1,6 @@
 """2Mamba forms and mixers (arXiv 2602.17363): feature map, quadratic == recurrent == chunked
-(spec 4.2 items 1 and 3), decode == parallel for every mixer kind, one interface by config."""
+(Sec. 5.1, Alg. 6 and Mamba-2's SSD form), decode == parallel for every mixer kind, one
+interface by config."""
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,7 @@ def test_feature_map_dimension_and_identity(dim):
 
 @pytest.mark.parametrize("variant", ["square", "linear"])
 def test_quadratic_recurrent_and_chunked_forms_agree(variant):
-  q, k, v, a = _inputs()  # spec 4.2: N = 40, d = 8, chunk 8
+  q, k, v, a = _inputs()  # N = 40, d = 8, chunk 8
   quadratic = (reference.squared_attention if variant == "square" else reference.linear_attention)
 
   @jax.jit
@@ -65,7 +66,7 @@ def test_chunked_form_continues_from_a_state():
 def test_state_is_constant_in_length_and_matches_the_formula():
   d = 16
   state = second_order.init_decode_state(1, 1, d)
-  # spec 1.4: d D + D floats with D = d(d+1)/2 (the conv window adds 3d in a mixer).
+  # Sec. 5.1: d D + D floats with D = d(d+1)/2 (the conv window adds 3d in a mixer).
   assert second_order.state_bytes(state) == 4 * (d * d * (d + 1) // 2 + d * (d + 1) // 2)
 
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers.nn import moe as moe_lib
 
@@ -30,7 +31,7 @@ def _silu(v):
 
 
 def _reference(model, x):
-  """Per-token loop in float64 numpy, straight from the spec 1.1 equations."""
+  """Per-token loop in float64 numpy, straight from the router equations (DeepSeek-V3 style)."""
   router = np.asarray(model.router[...], np.float64)
   gate_up = np.asarray(model.gate_up[...], np.float64)
   down = np.asarray(model.down[...], np.float64)
@@ -243,6 +244,18 @@ def test_auxiliary_balance_loss():
     expected += (f * p).sum() / b
   np.testing.assert_allclose(moe_lib.auxiliary_balance_loss(scores, selected, K), expected,
                              rtol=1e-5)
+
+
+@pytest.mark.parametrize("scores_shape,selected_shape,dtype,message", [
+    ((2, 4, E), (2, 4 * K), jnp.int32, r"scores \[B, T, E\], selected \[B, T, K\]"),
+    ((2, 4, E), (2, 3, K), jnp.int32, r"scores and selected share \[B, T\]"),
+    ((2, 4, E), (2, 4, K + 1), jnp.int32, f"selected holds top_k={K} experts per token"),
+    ((2, 4, E), (2, 4, K), jnp.float32, "selected holds integer expert indices"),
+])
+def test_auxiliary_balance_loss_refuses_bad_shapes_at_trace_time(scores_shape, selected_shape, dtype, message):
+  scores, selected = jnp.full(scores_shape, 0.3), jnp.zeros(selected_shape, dtype)
+  with pytest.raises(ValueError, match=message):
+    jax.jit(moe_lib.auxiliary_balance_loss, static_argnums=2)(scores, selected, K)
 
 
 def test_invalid_arguments():

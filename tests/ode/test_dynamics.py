@@ -1,5 +1,5 @@
-"""Gradient-flow ODEs (spec 4.2): the authors' two cases, conservation, polar == vector form,
-Euler == gradient descent on the real network, and diffrax agreement."""
+"""Gradient-flow ODEs (He et al., arXiv 2602.16849): the authors' two cases, conservation,
+polar == vector form, Euler == gradient descent on the real network, and diffrax agreement."""
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ def vector_trajectory(phi0, psi0, steps, dt=1.0):
 
 @pytest.fixture(scope="module", autouse=True)
 def x64():
-  """The spec's tolerances (1e-12) are float64 ones."""
+  """Our tolerances (1e-12) are float64 ones."""
   jax.config.update("jax_enable_x64", True)
   yield
   jax.config.update("jax_enable_x64", False)
@@ -38,7 +38,7 @@ def test_case_one_misaligned_start_dips_then_aligns_and_grows():
   k = K_STAR - 1
   alpha, beta, d = modes.alpha[:, k], modes.beta[:, k], modes.misalignment[:, k]
   assert float(d[0]) == pytest.approx(2.82)
-  assert abs(float(d[-1])) < 0.05  # spec measured 0.030
+  assert abs(float(d[-1])) < 0.05  # our calibration measured 0.030
   assert float(beta.min()) < 0.02 and int(jnp.argmin(beta)) > 0  # measured min 0.0166
   assert float(beta[-1]) > 0.02
   invariant = alpha**2 - 2 * beta**2

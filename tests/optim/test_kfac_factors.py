@@ -1,4 +1,4 @@
-"""K-FAC factor collector (CrispEdit, spec 4.3): against brute force, one-token exactness, shards."""
+"""K-FAC factor collector (CrispEdit, arXiv 2602.15823): against brute force, one-token exactness, shards."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +6,11 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers import optim
+from jaxpapers.optim import _kfac_factors
 
 
 class _MLP(nnx.Module):
@@ -164,3 +166,26 @@ def test_factor_tree_with_nnx_optimizer(setup):
   np.testing.assert_allclose(model.l1.kernel[...] - before["l1"], -0.1 * grads["l1"]["kernel"][...], atol=1e-6)
   with pytest.raises(ValueError, match="no 'kernel'"):
     optim.factor_tree(nnx.state(model, nnx.Param), {"l9": factors["l2"]})
+
+
+def test_taps_record_only_into_the_context_bound_to_them(setup):
+  """The tap context is explicit: bound to one tapped model, seen by no other, unbound on exit."""
+  model, batches = setup
+  x = jnp.asarray(batches[0]["x"])
+  first = _kfac_factors.tapped_clone(model, [("l2",)])
+  second = _kfac_factors.tapped_clone(model, [("l2",)])
+  np.testing.assert_array_equal(first(x), model(x))  # an unbound tap is the layer itself
+  delta = jnp.full((x.shape[0], 6), 0.25)
+  with _kfac_factors.tapping(first, [("l2",)], {"l2": delta}) as ctx:
+    perturbed = first(x)
+    plain = second(x)  # another tapped model called inside the context: neither sees the other
+  hidden = jnp.tanh(model.l1(x))
+  np.testing.assert_allclose(ctx.inputs["l2"], hidden, rtol=1e-6)
+  np.testing.assert_allclose(ctx.outputs["l2"], model.l2(hidden), rtol=1e-6)
+  np.testing.assert_allclose(perturbed, model.l3(jnp.tanh(model.l2(hidden) + 0.25)), rtol=1e-5)
+  np.testing.assert_array_equal(plain, model(x))
+  assert first.l2.context is None and second.l2.context is None
+  np.testing.assert_array_equal(first(x), model(x))
+  with pytest.raises(TypeError, match="no tap at 'l1'"):
+    with _kfac_factors.tapping(first, [("l1",)]):
+      pass

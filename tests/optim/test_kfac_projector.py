@@ -1,4 +1,4 @@
-"""K-FAC low-curvature projector (CrispEdit, spec 4.3): projector algebra, energy rule, Optax use."""
+"""K-FAC low-curvature projector (CrispEdit, arXiv 2602.15823): projector algebra, energy rule, Optax use."""
 
 import jax
 import jax.numpy as jnp
@@ -156,9 +156,21 @@ def test_optax_transform_modes(example):
     np.testing.assert_allclose(out["w"], ref["w"], atol=1e-5)
     np.testing.assert_allclose(out["b"], ref["b"], atol=1e-6)
     leak = float(jnp.linalg.norm(out2["w"] - p(out2["w"])) / jnp.linalg.norm(out2["w"]))
-    if mode == "gradient":  # Adam's per-coordinate scaling leaves the subspace (spec 5.2)
+    if mode == "gradient":  # Adam's per-coordinate scaling leaves the subspace
       assert leak > 1e-2
     else:
       assert leak < 1e-4
   with pytest.raises(ValueError, match="project"):
     optim.kfac_projector(tree, project="params")
+
+
+def test_updates_unlike_params_are_refused_at_trace_time(example):
+  factors, _, x, _ = example
+  params = {"w": jnp.zeros((D_IN, D_OUT)), "b": jnp.zeros((D_OUT,))}
+  tx = optim.kfac_projector({"w": factors, "b": None}, energy=0.8, inner=optax.adam(0.1))
+  state = tx.init(params)
+  message = "kfac_projector: updates must have the tree structure and leaf shapes of the params"
+  with pytest.raises(ValueError, match=message):
+    jax.jit(tx.update)({"w": x, "b": jnp.ones((D_OUT + 1,))}, state, params)
+  with pytest.raises(ValueError, match=message):
+    tx.update({"w": x}, state, params)

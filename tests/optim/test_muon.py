@@ -1,9 +1,9 @@
-"""Trinity's Muon/AdamW split (spec 4.4): labels, orthogonality, per-expert batching, NNX use.
+"""Trinity's Muon/AdamW split (arXiv 2602.17004): labels, orthogonality, per-expert batching, NNX use.
 
 Singular values: after ONE step from a fresh state the Muon momentum is proportional to
 the gradient (`μ = (1 − β) G`, bias-corrected Nesterov mix of μ and G), so the transform's
 update of a `(in, out)` leaf with learning rate 1 is `−sqrt(max(1, out / in)) · NS(G / ‖G‖_F)`.
-Dividing out that width factor gives the orthogonalized matrix the spec measures (5
+Dividing out that width factor gives the orthogonalized matrix our calibration measured (5
 Newton–Schulz steps on a 64×256 Gaussian matrix: [0.68, 1.13] standard, [0.98, 1.03] Dion); we
 measure it through the transform itself, so the test also covers the dimension numbers and the
 width rule.
@@ -11,6 +11,7 @@ width rule.
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,8 +170,8 @@ def test_nnx_optimizer_step_applies_each_rule_to_its_leaves():
     np.testing.assert_allclose(_leaf(after, path), value, rtol=1e-5, atol=1e-6, err_msg=path)
     assert np.abs(_leaf(after, path) - _leaf(before, path)).max() > 1e-4  # every leaf moved
   # The same transform on a plain dict of the same arrays gives the same new parameters.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), after, plain)
-  # optax.contrib.muon's default split would have put the 2-D embedding on Muon (spec 1.4 trap).
+  chex.assert_trees_all_close(after, plain, rtol=1e-5, atol=1e-6)
+  # optax.contrib.muon's default split would have put the 2-D embedding on Muon.
   assert np.abs(after["embed"]["embedding"] - default["embed"]["embedding"]).max() > 1e-3
 
 
@@ -191,3 +192,16 @@ def test_adam_nesterov_false_gives_plain_adamw_and_keeps_muon():
   assert np.abs(plain["embed"] - nesterov["embed"]).max() > 1e-4  # NAdamW differs from AdamW
   for path in [("layers", "q"), ("layers", "experts")]:
     np.testing.assert_allclose(_leaf(plain, path), _leaf(nesterov, path), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("adam_nesterov", [None, False], ids=["optax_split", "partition"])
+def test_updates_unlike_params_are_refused_at_trace_time(adam_nesterov):
+  tree = _toy_tree()
+  tx = muon(LR, adam_nesterov=adam_nesterov)
+  state = tx.init(tree)
+  short = {**tree, "head": tree["head"][:, :4]}
+  with pytest.raises(ValueError, match="muon: updates must have the tree structure and leaf shapes of the params"):
+    jax.jit(tx.update)(short, state, tree)
+  missing = {k: v for k, v in tree.items() if k != "norm"}
+  with pytest.raises(ValueError, match="muon: updates must have the tree structure"):
+    tx.update(missing, state, tree)

@@ -1,4 +1,5 @@
-"""SMEBU and the centered sign rule: spec 1.2 worked example, invariants, shapes, pytrees, jit."""
+"""SMEBU (arXiv 2602.17004) and the centered sign rule: a worked example, invariants, shapes,
+pytrees, jit."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import pytest
 
 from jaxpapers.optim import SmebuState, load_excess, max_violation, sign_bias_balancing, smebu
 
-LOADS = np.array([4.0, 3.0, 1.0, 8.0])  # spec 1.2 worked example
+LOADS = np.array([4.0, 3.0, 1.0, 8.0])  # worked example: loads [4, 3, 1, 8]
 
 
 def _numpy_smebu(excess, m, lr, beta, kappa):
@@ -110,3 +111,18 @@ def test_learning_rate_can_be_scheduled_with_inject_hyperparams():
   tx = optax.inject_hyperparams(smebu)(learning_rate=0.1, momentum=0.5, kappa=2.0)
   updates, _ = tx.update(load_excess(LOADS), tx.init(jnp.zeros(4)))
   np.testing.assert_allclose(updates, [-0.0051, 0.0181, 0.0402, -0.0532], atol=1e-4)
+
+
+@pytest.mark.parametrize("make_tx", [lambda: smebu(1e-3), lambda: sign_bias_balancing(1e-3)],
+                         ids=["smebu", "sign"])
+def test_mismatched_or_expertless_inputs_are_refused_at_trace_time(make_tx):
+  tx = make_tx()
+  bias = jnp.zeros((3, 8))
+  state = tx.init(bias)
+  name = "smebu" if isinstance(state, SmebuState) else "sign_bias_balancing"
+  with pytest.raises(ValueError, match=f"{name}: updates must have the tree structure and leaf shapes"):
+    jax.jit(tx.update)(jnp.zeros((3, 4)), state, bias)  # 4 experts' loads for 8 biases
+  with pytest.raises(ValueError, match=f"{name}: updates must have the tree structure"):
+    tx.update({"layer": jnp.zeros((3, 8))}, state, bias)
+  with pytest.raises(ValueError, match=f"{name}: every leaf needs experts on its last axis"):
+    tx.update(jnp.zeros(()), tx.init(jnp.zeros(())))

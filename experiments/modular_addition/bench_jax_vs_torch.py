@@ -7,30 +7,36 @@ warm-up factor min(step / 10, 1). Measured: full-batch training steps/s (median 
 repeats) of the shared `Trainer` loop and of a straightforward PyTorch implementation written
 here (eager, default thread count), the speedup JAX / PyTorch (target 1.5), and a cross-check
 that both compute the same thing: from the same initial weights their training losses and
-accuracies agree step by step.
+accuracies agree step by step. Timed with `jaxpapers.core.bench.time_interleaved` (JAX's step
+compiled first, one warm-up run of each side); the shared loop is core's
+`jaxpapers.core.bench_trainer.shared_loop`, the one `jaxpapers bench trainer` times.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
-import time
 from typing import Any
 
 import jax
 import numpy as np
 
-from . import model as ma
-from .bench import _shared_loop  # pylint: disable=protected-access
-from .config import PRESETS, ModularAdditionConfig
+from jaxpapers.core import bench
+from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import mesh as mesh_lib
+from jaxpapers.core.bench_trainer import shared_loop
 from jaxpapers.core.config import override
 from jaxpapers.core.errors import UsageError
-from jaxpapers.core.train import Trainer
+
+from . import model as ma
+from .config import PRESETS, ModularAdditionConfig
+from .run import EXPERIMENT
 
 STEPS, REPEATS, WARMUP_STEPS, CHECK_STEPS = 1000, 5, 50, 200
 TARGET_SPEEDUP = 1.5
+# Keyword arguments for a quick run of the same logic (tests/core/test_bench.py runs it).
+SMOKE_KWARGS = {"bench_modular_addition": {"steps": 5, "repeats": 1, "check_steps": 5,
+                                           "preset": "smoke"}}
 LOSS_RTOL = 1e-3
 BENCH_OVERRIDES = ["mesh.data=1", "train.eval_every=0", "train.log_every=100",
                    "train.checkpoint_every=0"]
@@ -106,7 +112,7 @@ class TorchLoop:
 
 
 def jax_trajectory(config: ModularAdditionConfig, steps: int) -> dict[str, np.ndarray]:
-  """Runs the shared Trainer for `steps` logging every step.
+  """Runs the experiment's trainer (core's driver, `build_trainer`) for `steps`, logging every step.
 
   Returns:
     The initial weights (`w_in`, `w_out`), the training `pairs`, and the per-step `loss` and
@@ -114,9 +120,7 @@ def jax_trajectory(config: ModularAdditionConfig, steps: int) -> dict[str, np.nd
   """
   config = override(config, ["mesh.data=1", "train.eval_every=0", "train.log_every=1",
                              "train.checkpoint_every=0", f"train.steps={steps}"])
-  mesh = mesh_lib.make_mesh(config.mesh)
-  task = dataclasses.replace(ma.make_task(config, mesh), eval_fn=None)
-  trainer = Trainer(task, config.train, mesh)
+  trainer = experiment_lib.build_trainer(EXPERIMENT, config, None)
   model = trainer.model
   w_in, w_out = (np.asarray(jax.device_get(w[...])) for w in (model.w_in, model.w_out))
   history = [r for r in trainer.run().history if r["kind"] == "train"]
@@ -148,49 +152,54 @@ def cross_check(config: ModularAdditionConfig,
   return summary, ref
 
 
-def bench_modular_addition() -> tuple[list[tuple[str, ...]], dict[str, Any]]:
-  """Returns (table rows, JSON record)."""
+def bench_modular_addition(steps: int = STEPS, repeats: int = REPEATS,
+                           check_steps: int = CHECK_STEPS,
+                           preset: str = "small") -> tuple[list[tuple[str, ...]], dict[str, Any]]:
+  """Returns (table rows, JSON record); smaller arguments give a quick run of the same logic."""
   torch = import_torch()
-  config = override(PRESETS["small"], BENCH_OVERRIDES)
-  check, ref = cross_check(config, CHECK_STEPS)  # same seed: the JAX loop's initial weights
+  config = override(PRESETS[preset], BENCH_OVERRIDES)
+  check, ref = cross_check(config, check_steps)  # same seed: the JAX loop's initial weights
   torch_loop = TorchLoop(config, ref["w_in"], ref["w_out"], ref["pairs"])
-  jax_run, jax_compile = _shared_loop(config)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  jax_run, jax_precompile = shared_loop(
+      dataclasses.replace(ma.make_task(config, mesh), eval_fn=None), config.train, mesh)
   load_before = os.getloadavg()[0]
-  runs = {"jax": jax_run, "torch": torch_loop.run}
-  for run in runs.values():
-    run(WARMUP_STEPS)
-  rates = {name: [] for name in runs}
-  for _ in range(REPEATS):
-    for name, run in runs.items():
-      start = time.perf_counter()
-      run(STEPS)
-      rates[name].append(STEPS / (time.perf_counter() - start))
-  jax_rate, torch_rate = (statistics.median(rates[k]) for k in ("jax", "torch"))
+  timings = bench.time_interleaved(
+      {"jax": bench.Case(jax_run, (steps,), jax_precompile),
+       "torch": bench.Case(torch_loop.run, (steps,), lambda: torch_loop.run(WARMUP_STEPS))},
+      warmup=1, repeats=repeats)
+  load_after = os.getloadavg()[0]
+  rates = {name: t.rates(steps) for name, t in timings.items()}
+  jax_rate, torch_rate = (timings[k].rate(steps) for k in ("jax", "torch"))
   speedup = jax_rate / torch_rate
-  passed = speedup >= TARGET_SPEEDUP and check["passed"]
-  record = {
-      "benchmark": "modular_addition",
-      "paper": "arXiv 2602.16849",
-      "model": f"modular_addition small (p={config.p}, width={config.width}, {config.activation}, "
-               f"full batch {len(ref['pairs'])}, float32, AdamW)",
-      "steps_per_repeat": STEPS, "repeats": REPEATS, "warmup_steps": WARMUP_STEPS,
-      "jax_steps_per_second": jax_rate, "torch_steps_per_second": torch_rate,
-      "speedup": speedup, "target_speedup": TARGET_SPEEDUP, "passed": passed,
-      # Fastest repeat of each: the least disturbed by other jobs on a shared machine.
-      "best_repeat_speedup": max(rates["jax"]) / max(rates["torch"]),
-      "jax_compile_seconds": jax_compile, "all_rates": rates, "cross_check": check,
-      "backend": jax.default_backend(), "jax_version": jax.__version__,
-      "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-      "cpu_count": os.cpu_count(),
-      # 1-minute load averages around the timed repeats: other jobs on the machine slow both
-      # sides, torch's spinning OpenMP threads the most, and so inflate the speedup.
-      "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
-  }
-  rows = [("implementation", "steps/s (median)", f"loss after {CHECK_STEPS} steps"),
+  accuracy_gap = abs(check["jax_accuracy"] - check["torch_accuracy"])
+  record = bench.bench_record(
+      "modular_addition", {
+          "jax_steps_per_second": jax_rate, "torch_steps_per_second": torch_rate,
+          "speedup": speedup,
+          # Fastest repeat of each: the least disturbed by other jobs on a shared machine.
+          "best_repeat_speedup": max(rates["jax"]) / max(rates["torch"]),
+          "jax_compile_seconds": timings["jax"].compile_seconds, "all_rates": rates,
+          "cross_check": check, "torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads(),
+          # 1-minute load averages around the timed repeats: other jobs on the machine slow both
+          # sides, torch's spinning OpenMP threads the most, and so inflate the speedup.
+          "load_average_before": load_before, "load_average_after": load_after},
+      description="the shared Trainer's jitted step against a plain PyTorch CPU loop "
+                  "(arXiv 2602.16849's network)",
+      config={"model": f"modular_addition {preset} (p={config.p}, width={config.width}, "
+                       f"{config.activation}, full batch {len(ref['pairs'])}, float32, AdamW)",
+              "steps_per_repeat": steps, "repeats": repeats, "warmup_runs": 1,
+              "torch_first_steps": WARMUP_STEPS, "cross_check_steps": check_steps},
+      targets={"speedup": bench.target(speedup, ">=", TARGET_SPEEDUP),
+               "max_relative_loss_difference": bench.target(
+                   check["max_relative_loss_difference"], "<=", LOSS_RTOL),
+               "final_accuracy_difference": bench.target(accuracy_gap, "<=", 0.0)})
+  rows = [("implementation", "steps/s (median)", f"loss after {check_steps} steps"),
           ("jax (jaxpapers Trainer)", f"{jax_rate:.1f}", f"{check['jax_loss']:.6f}"),
           (f"torch {torch.__version__} ({torch.get_num_threads()} threads)", f"{torch_rate:.1f}",
            f"{check['torch_loss']:.6f}"),
           ("speedup jax/torch", f"{speedup:.2f}x (target >= {TARGET_SPEEDUP}x)",
            f"max rel diff {check['max_relative_loss_difference']:.1e}"),
-          ("passed", str(passed), "")]
+          ("passed", str(record["passed"]), "")]
   return rows, record

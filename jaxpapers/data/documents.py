@@ -9,7 +9,8 @@ index (compact, exact resume).
 
 Streams provided here (nothing is downloaded):
 
-* ``MarkovDocuments``: synthetic multi-domain text (Trinity spec 4.2/4.3).
+* ``MarkovDocuments``: synthetic multi-domain text (the data of our
+  CPU-scale Trinity study, experiments/trinity/README.md).
   Each domain is a first-order Markov chain over ``vocab_size`` tokens with
   Dirichlet(concentration) transition rows (``markov_domains``). Document ``i``
   draws, from ``np.random.default_rng([seed, i])``, a uniform domain, a length
@@ -34,7 +35,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from jaxpapers.core.data import stdlib_paths
+from jaxpapers.data.corpora import stdlib_paths
 
 
 class Document(NamedTuple):
@@ -142,7 +143,7 @@ def markov_domains(
     concentration: float = 0.1,
     seed: int = 0,
 ) -> MarkovDomains:
-  """Random Markov chains, one per domain (Trinity spec 4.2).
+  """Random Markov chains, one per domain (our Trinity study's domains).
 
   Args:
     num_domains: Number of domains (chains), >= 1.
@@ -171,7 +172,8 @@ def markov_domains(
 
 
 class MarkovDocuments:
-  """Multi-domain Markov documents of log-normal length (Trinity spec 4.2/4.3).
+  """Multi-domain Markov documents of log-normal length (our Trinity study's
+  documents).
 
   Document ``i`` comes from ``np.random.default_rng([seed, i])``: domain
   ``integers(num_domains)``, then length
@@ -293,7 +295,7 @@ class StdlibDocuments:
     """Indexes the files (sizes only; contents are read on access).
 
     Args:
-      paths: The files; default ``data.stdlib_paths(recursive=True)``.
+      paths: The files; default ``stdlib_paths(recursive=True)``.
       max_domains: Number of domain buckets, >= 1: the largest
         ``max_domains - 1`` top-level packages (by bytes) get their own domain,
         the rest share ``"<other>"`` (top-level modules form ``"<top>"``).

@@ -1,7 +1,8 @@
 """Model editing with low-curvature projections: CrispEdit (arXiv 2602.15823).
 
 `crisp_edit` edits chosen linear layers of an NNX model so that it gives new answers on an
-edit set, while keeping its behaviour on capability data (spec sections 1.1-1.6):
+edit set, while keeping its behaviour on capability data (the paper's editing as constrained
+optimization, with the steps of the authors' code):
 
 1. collect K-FAC factors `A ⊗ G` of each edited layer on capability batches
    (`jaxpapers.optim.collect_kfac_factors`; sampled labels by default);
@@ -9,7 +10,7 @@ edit set, while keeping its behaviour on capability data (spec sections 1.1-1.6)
    curvature trace (`jaxpapers.optim.kfac_projector`);
 3. minimise the edit loss (teacher-forced cross-entropy on the target tokens only) with Adam
    on the edited kernels, every gradient and/or update projected, until the loss is below
-   `target_loss` or `max_steps` (the repo's early stop, spec 1.6).
+   `target_loss` or `max_steps` (the authors' early stop).
 
 `method="finetune"` runs the same loop without projection (the FT baseline), and
 `method="null_space"` projects with `G = I` (AlphaEdit / Adam-NSCL-style null space of `A`).
@@ -101,8 +102,9 @@ def crisp_edit(model: nnx.Module, edit_batch: dict[str, Any],
     logits_fn: `(model, batch) -> logits [..., classes]`.
     method: "crispedit", "null_space" (A-only) or "finetune" (no projection).
     factors: precomputed `{path_key: KroneckerFactors}` (skips collection).
-    energy: fraction of each layer's curvature trace removed (spec 1.4).
-    project: "gradient" (repo), "update" or "both" (default, spec 5.2).
+    energy: fraction of each layer's curvature trace removed (the authors' energy rule).
+    project: "gradient" (repo), "update" or "both" (default, ours: Adam's
+      update of a projected gradient leaves the subspace).
     label_mode: labels of the factor collection, "sampled" or "empirical".
     learning_rate: Adam's step size.
     max_steps: most optimizer steps.

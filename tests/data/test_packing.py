@@ -1,12 +1,12 @@
-"""Tests for jaxpapers.core.documents and jaxpapers.core.rsdb."""
+"""Tests for jaxpapers.data.documents and jaxpapers.data.packing."""
 
 import json
 
 import numpy as np
 import pytest
 
-from jaxpapers.core import documents as docs_lib
-from jaxpapers.core import rsdb as rsdb_lib
+from jaxpapers.data import documents as docs_lib
+from jaxpapers.data import packing as rsdb_lib
 
 S = 32
 

@@ -1,6 +1,6 @@
 """Packed-sequence loaders: RSDB and sequential packing (arXiv 2602.17004, Trinity).
 
-RSDB (Random Sequential Document Buffer, Trinity spec 1.3): a buffer of live
+RSDB (Random Sequential Document Buffer, as the Trinity report describes it): a buffer of live
 documents, each with a read head. It is filled to ``capacity`` documents from
 the stream; to build each sequence of ``seq_len`` tokens the loader repeatedly
 picks a live document uniformly at random (or weighted by its remaining
@@ -37,7 +37,7 @@ of batch ``k`` is ``np.random.default_rng([seed, RSDB_RNG_TAG, k])``, so the
 step is the RNG state) and, for RSDB, the live documents as
 ``[index, read_head]`` pairs; documents are regenerated from their index.
 Every process builds the same global batch and keeps its rows
-``[p * B / P, (p + 1) * B / P)``, like ``jaxpapers.core.data.BatchIterator``.
+``[p * B / P, (p + 1) * B / P)``, like ``jaxpapers.data.batching.BatchIterator``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxpapers.core.documents import Document, DocumentStream
+from jaxpapers.data.documents import Document, DocumentStream
 
 Batch = dict[str, np.ndarray]
 
@@ -56,7 +56,8 @@ PAD_TARGET = -1
 
 
 def domain_tv(domains: np.ndarray, mix: np.ndarray) -> float:
-  """DomTV = 1/2 sum_k |p_k - pi_k| of one batch (Trinity spec 1.3).
+  """DomTV = 1/2 sum_k |p_k - pi_k| of one batch (our data-only proxy for the
+  report's batch heterogeneity).
 
   Args:
     domains: Domain id of every token of the batch, any shape; negative ids
@@ -203,7 +204,7 @@ class _Packer:
 
 
 class RSDB(_Packer):
-  """Random Sequential Document Buffer loader (Trinity spec 1.3, 5.6).
+  """Random Sequential Document Buffer loader (Trinity, arXiv 2602.17004).
 
   Attributes:
     buffer_size: Live-document count that triggers a bulk refill.
@@ -237,9 +238,11 @@ class RSDB(_Packer):
       seq_len: Tokens per row S.
       buffer_size: User buffer size; refill when the live count drops to it.
       capacity: Internal capacity (default ``2 * buffer_size``), >= buffer_size.
-      max_chunk: Most tokens copied per visit (default: no limit, spec 1.3 (a)).
+      max_chunk: Most tokens copied per visit (default: no limit, our
+        reading of the report).
       length_weighted: Pick documents with probability proportional to their
-        remaining tokens instead of uniformly (spec 1.3 (b) default: uniform).
+        remaining tokens instead of uniformly (default: uniform, our reading of
+        the report).
       seed: Seed of the document picks, >= 0.
       process_index: This process's index.
       process_count: Number of processes sharing each global batch.

@@ -1,12 +1,11 @@
-"""Tests for jaxpapers.core.data."""
+"""Tests for jaxpapers.data.batching."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from jaxpapers.core import data
+from jaxpapers import data
 
 
 def _source(n: int = 23) -> data.ArraySource:
@@ -35,16 +34,6 @@ def _epoch_orders(seed: int, epochs: int = 2, n: int = 20) -> list[np.ndarray]:
       np.concatenate([b["x"] for b in _take(it, per_epoch)])
       for _ in range(epochs)
   ]
-
-
-def test_array_source_rows_and_validation():
-  src = _source(5)
-  assert len(src) == 5
-  ex = src[3]
-  assert ex["x"] == 3
-  np.testing.assert_array_equal(ex["y"], [6.0, 7.0])
-  with pytest.raises(ValueError, match="leading length"):
-    data.ArraySource({"a": np.zeros(3), "b": np.zeros(4)})
 
 
 def test_every_example_once_per_epoch_and_order_changes():
@@ -153,125 +142,6 @@ def test_full_batch_padding():
   assert sum(h["mask"].sum() for h in halves) == 10
 
 
-def _rows(src: data.ArraySource) -> np.ndarray:
-  """(image, label) rows sorted lexicographically, for multiset comparison."""
-  rows = np.concatenate(
-      [src.arrays["image"], src.arrays["label"][:, None].astype(np.float32)], 1
-  )
-  return rows[np.lexsort(rows.T[::-1])]
-
-
-def test_digits_source():
-  from sklearn.datasets import load_digits
-
-  train, test = data.digits_source("train"), data.digits_source("test")
-  assert len(train) + len(test) == 1797
-  assert len(test) == round(1797 * 0.2)
-  assert train.arrays["image"].shape == (len(train), 64)
-  assert train[0]["image"].shape == (64,)
-  assert train.arrays["image"].dtype == np.float32
-  assert train.arrays["label"].dtype == np.int32
-  for src in (train, test):
-    assert src.arrays["image"].min() == 0.0
-    assert src.arrays["image"].max() == 1.0
-    assert set(np.unique(src.arrays["label"]).tolist()) == set(range(10))
-  # Disjoint and complete: train + test is the whole dataset as a multiset.
-  digits = load_digits()
-  full = data.ArraySource({
-      "image": (digits.data / 16.0).astype(np.float32),
-      "label": digits.target.astype(np.int32),
-  })
-  both = data.ArraySource({
-      k: np.concatenate([train.arrays[k], test.arrays[k]]) for k in full.arrays
-  })
-  np.testing.assert_array_equal(_rows(both), _rows(full))
-  # Deterministic per seed.
-  again = data.digits_source("test")
-  np.testing.assert_array_equal(again.arrays["image"], test.arrays["image"])
-  other = data.digits_source("test", seed=1)
-  assert not np.array_equal(other.arrays["image"], test.arrays["image"])
-
-
-def test_text_source_byte_level(tmp_path):
-  path = tmp_path / "a.txt"
-  text = "hello world, héllo again!\n" * 3
-  path.write_text(text, encoding="utf-8")
-  src = data.TextSource([path], seq_len=8)
-  raw = np.frombuffer(text.encode("utf-8"), np.uint8)
-  assert src.vocab_size == 256
-  assert len(src) == (len(raw) - 1) // 8
-  for i in range(len(src)):
-    ex = src[i]
-    assert ex["inputs"].dtype == np.int32 and ex["inputs"].shape == (8,)
-    np.testing.assert_array_equal(ex["inputs"], raw[i * 8:(i + 1) * 8])
-    np.testing.assert_array_equal(ex["targets"], raw[i * 8 + 1:(i + 1) * 8 + 1])
-    np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
-  batch = next(data.BatchIterator(src, 4, shuffle=False))
-  np.testing.assert_array_equal(batch["inputs"][1], src[1]["inputs"])
-  assert src.decode(src.encode(text)) == text
-
-
-def test_text_source_char_level(tmp_path):
-  path = tmp_path / "b.txt"
-  text = "abcabd ünïcode ✓\n" * 4
-  path.write_text(text, encoding="utf-8")
-  src = data.TextSource([str(path)], seq_len=5, level="char")
-  assert src.vocab == "".join(sorted(set(text)))
-  assert src.vocab_size == len(set(text))
-  assert src.decode(src.encode(text)) == text
-  assert src.decode(src.encode("✓ba")) == "✓ba"
-  assert len(src) == (len(text) - 1) // 5
-  ex = src[2]
-  assert src.decode(ex["inputs"]) == text[10:15]
-  assert src.decode(ex["targets"]) == text[11:16]
-  np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
-  assert ex["inputs"].max() < src.vocab_size
-  with pytest.raises(ValueError, match="vocabulary"):
-    src.encode("xyz")
-  shared = data.TextSource([path], seq_len=5, level="char", vocab=src.vocab)
-  np.testing.assert_array_equal(shared.tokens, src.tokens)
-
-
-def test_text_source_default_stdlib_corpus():
-  src = data.TextSource(seq_len=64, max_bytes=20_000)
-  assert 0 < len(src) <= 20_000 // 64
-  batch = next(data.BatchIterator(src, 16, shuffle=False))
-  assert batch["inputs"].shape == (16, 64)
-  text = src.decode(np.concatenate(
-      [src[i]["inputs"] for i in range(len(src))]
-  ))
-  assert "def " in text and "import " in text
-  char_src = data.TextSource(seq_len=32, level="char", max_bytes=5_000)
-  assert "d" in char_src.vocab and char_src.vocab_size < 256
-
-
-def test_text_source_errors(tmp_path):
-  missing = tmp_path / "nope.txt"
-  with pytest.raises(ValueError, match="nope.txt"):
-    data.TextSource([missing], seq_len=4)
-  empty = tmp_path / "empty.txt"
-  empty.write_text("")
-  with pytest.raises(ValueError, match="empty.txt"):
-    data.TextSource([empty], seq_len=4)
-
-
-def test_tfds_source_with_mock_data():
-  tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=5):
-    src = data.tfds_source("mnist", "train")
-    assert len(src) == 5
-    examples = [src[i] for i in range(5)]
-    batch = next(data.BatchIterator(src, 5, shuffle=False))
-  for ex in examples:
-    assert isinstance(ex["image"], np.ndarray)
-    assert ex["image"].shape == (28, 28, 1)
-    assert np.issubdtype(ex["label"].dtype, np.integer)
-    assert 0 <= int(ex["label"]) < 10
-  assert batch["image"].shape == (5, 28, 28, 1)
-  np.testing.assert_array_equal(batch["label"], [e["label"] for e in examples])
-  np.testing.assert_array_equal(batch["mask"], np.ones(5))
-
-
 class _ListSource:
   """A generic source without ``gather``: read example by example."""
 
@@ -293,12 +163,6 @@ def test_generic_source_matches_array_source():
       _take(data.BatchIterator(generic, 3, **kwargs), 6),
       _take(data.BatchIterator(src, 3, **kwargs), 6),
   )
-
-
-def test_tfds_source_missing_package(monkeypatch):
-  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-  with pytest.raises(ImportError, match=r"jaxpapers\[tfds\]"):
-    data.tfds_source("mnist", "train")
 
 
 def test_full_batch_hands_out_one_object_and_still_tracks_position():

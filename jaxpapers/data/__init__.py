@@ -1,0 +1,22 @@
+"""Input pipeline: example sources, text corpora, batching, document streams and packing.
+
+* `sources`: random-access example sources (arrays, scikit-learn digits, TFDS).
+* `corpora`: local text corpora (the Python standard library) as next-token windows.
+* `batching`: resumable, process-sliced batch iterators over sources.
+* `documents`: deterministic document streams (synthetic Markov domains, stdlib files).
+* `packing`: packed-sequence loaders over document streams (RSDB, sequential packing).
+"""
+
+from jaxpapers.data.batching import BatchIterator, full_batch
+from jaxpapers.data.corpora import TextSource, stdlib_paths
+from jaxpapers.data.documents import (
+    Document,
+    DocumentStream,
+    MarkovDocuments,
+    MarkovDomains,
+    StdlibDocuments,
+    iterate,
+    markov_domains,
+)
+from jaxpapers.data.packing import RSDB, SequentialPacker, domain_tv
+from jaxpapers.data.sources import ArraySource, Source, TfdsSource, digits_source, tfds_source

@@ -1,0 +1,13 @@
+"""Diffusion and flow-matching methods: training losses and samplers.
+
+* `flow_matching`: rectified flow's interpolation and training times, the flow-matching loss and
+  velocity distillation (with per-example or per-element masks).
+* `samplers`: integrating a velocity field from noise to data (Euler).
+"""
+
+from jaxpapers.diffusion.flow_matching import flow_matching_loss
+from jaxpapers.diffusion.flow_matching import interpolate
+from jaxpapers.diffusion.flow_matching import mean_squared_error
+from jaxpapers.diffusion.flow_matching import sample_times
+from jaxpapers.diffusion.flow_matching import velocity_distillation_loss
+from jaxpapers.diffusion.samplers import euler_sample

@@ -1,0 +1,97 @@
+"""A small pre-norm causal language model that takes its sequence mixer and its MLP width.
+
+  x_0 = E[tokens]                                         (embedding, normal(embed_std) init)
+  h = x_l + mixer_l(RMSNorm(x_l))
+  x_{l+1} = h + gelu(RMSNorm(h) W_up [+ b_up]) W_down [+ b_down]           (l = 0 .. L-1)
+  logits = RMSNorm(x_L) W_head [+ b_head]
+
+The pre-norm residual block of GPT-2 (Radford et al., 2019) with RMSNorm and the GELU MLP of
+Vaswani et al. (arXiv 1706.03762, section 3.3). The mixer is any causal
+`[batch, seq, d] -> [batch, seq, d]` module: `jaxpapers.nn.attention.CausalSelfAttention` (the
+fact-editing LM of CrispEdit, arXiv 2602.15823) or a 2Mamba-family `jaxpapers.nn.mixers.Mixer`
+(the recall and character LMs of 2Mamba2Furious, arXiv 2602.17363).
+
+Parameters are drawn in a fixed order from `rngs.params()`: the embedding, then for each layer
+its mixer, `up` and `down` (the norms draw nothing), then the read-out head. The MLP projections
+are attributes of the block (`layers[l].up`, `layers[l].down`), not of a nested module: the
+training loop flattens parameters in sorted-key order, and optimizers with a global-norm step
+(gradient clipping) sum over leaves in that order, so this layout keeps the summation order, and
+thus the training numbers, of the experiments' original models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+from flax import nnx
+
+from jaxpapers.nn.embedding import embed_lookup
+from jaxpapers.nn.norms import RMSNorm
+
+MixerFactory = Callable[[nnx.Rngs], nnx.Module]
+
+
+class TinyLMBlock(nnx.Module):
+  """Pre-norm residual block: `x + mixer(norm(x))`, then `+ down(gelu(up(norm(.))))`.
+
+  Args:
+    d_model: model width d.
+    mixer: the (causal) sequence mixer, `[B, T, d] -> [B, T, d]`.
+    mlp_hidden: hidden width of the GELU MLP.
+    mlp_bias: biases on the MLP projections.
+    rngs: initialization of the MLP projections (`up`, then `down`).
+  """
+
+  def __init__(self, d_model: int, mixer: nnx.Module, mlp_hidden: int, *, mlp_bias: bool = True,
+               rngs: nnx.Rngs):
+    self.mixer_norm = RMSNorm(d_model)
+    self.mixer = mixer
+    self.mlp_norm = RMSNorm(d_model)
+    self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs)
+    self.down = nnx.Linear(mlp_hidden, d_model, use_bias=mlp_bias, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x + self.mixer(self.mixer_norm(x))
+    return x + self.down(jax.nn.gelu(self.up(self.mlp_norm(x))))
+
+
+class TinyLM(nnx.Module):
+  """Token embedding, `num_layers` pre-norm blocks, final RMSNorm, untied linear head.
+
+  Args:
+    vocab_size: number of token ids (embedding rows and logits).
+    d_model: model width d.
+    num_layers: blocks L.
+    mixer: `mixer(rngs)` builds one layer's sequence mixer (called once per layer, first).
+    mlp_hidden: hidden width of every block's GELU MLP.
+    mlp_bias: biases on the MLP projections.
+    embed_std: standard deviation of the normal embedding init.
+    head_bias: a bias on the read-out head.
+    rngs: parameter initialization.
+
+  Attributes:
+    embed: `[vocab_size, d_model]` embedding table.
+    layers: the `TinyLMBlock`s (`layers[l].mixer`, `layers[l].up`, `layers[l].down`, ...).
+    norm: final RMSNorm.
+    head: read-out `nnx.Linear(d_model, vocab_size)`.
+  """
+
+  def __init__(self, vocab_size: int, d_model: int, num_layers: int, *, mixer: MixerFactory,
+               mlp_hidden: int, mlp_bias: bool = True, embed_std: float = 0.02,
+               head_bias: bool = True, rngs: nnx.Rngs):
+    if min(vocab_size, d_model, num_layers, mlp_hidden) < 1:
+      raise ValueError("vocab_size, d_model, num_layers and mlp_hidden must be >= 1; got "
+                       f"{vocab_size}, {d_model}, {num_layers}, {mlp_hidden}")
+    self.embed = nnx.Param(nnx.initializers.normal(embed_std)(rngs.params(), (vocab_size, d_model)))
+    self.layers = nnx.List([TinyLMBlock(d_model, mixer(rngs), mlp_hidden, mlp_bias=mlp_bias, rngs=rngs)
+                            for _ in range(num_layers)])
+    self.norm = RMSNorm(d_model)
+    self.head = nnx.Linear(d_model, vocab_size, use_bias=head_bias, rngs=rngs)
+
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    """Logits `[batch, seq, vocab_size]` of int tokens `[batch, seq]`."""
+    x = embed_lookup(self.embed[...], tokens)
+    for layer in self.layers:
+      x = layer(x)
+    return self.head(self.norm(x))
