@@ -63,8 +63,14 @@ class _Progress:
   """Rich progress bars fed by the trainer's records (loss, steps/s, ETA)."""
 
   def __init__(self, enabled: bool = True):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,  # pylint: disable=g-import-not-at-top
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (  # pylint: disable=g-import-not-at-top
+      BarColumn,
+      MofNCompleteColumn,
+      Progress,
+      TextColumn,
+      TimeElapsedColumn,
+      TimeRemainingColumn,
+    )
     self._progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
@@ -144,6 +150,7 @@ def _train(args) -> int:
         "multi-host needs all three of --coordinator HOST:PORT, --num-processes N, --process-id I")
   experiment_lib.init_distributed(*distributed)
   import jax  # pylint: disable=g-import-not-at-top
+
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
   exp = registry.load_experiment(args.name)
   config = exp.config(args.preset, args.overrides)

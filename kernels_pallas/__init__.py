@@ -1,3 +1,2 @@
 from kernels_pallas.block_sparse_attention import block_sparse_attention
-from kernels_pallas.second_order_attention import exp_decay_attention
-from kernels_pallas.second_order_attention import second_order_attention
+from kernels_pallas.second_order_attention import exp_decay_attention, second_order_attention

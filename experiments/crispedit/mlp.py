@@ -23,11 +23,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .config import CrispEditConfig, MLPConfig
 from jaxpapers.core.train import Task
 from jaxpapers.data import ArraySource, BatchIterator
 from jaxpapers.editing import crisp_edit
 from jaxpapers.optim import collect_kfac_factors
+
+from .config import CrispEditConfig, MLPConfig
 
 EDITED_LAYER = ("l2",)
 EDITORS = {"ft": "finetune", "crispedit": "crispedit", "a_only": "null_space",

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lm, mlp
-from .config import PRESETS, CrispEditConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
+
+from . import lm, mlp
+from .config import PRESETS, CrispEditConfig
 
 # Floors of the LM cost ratio's denominators: a CrispEdit cost below them counts as the floor,
 # so a tiny CrispEdit cost cannot make the ratio large by itself.

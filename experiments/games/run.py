@@ -12,16 +12,16 @@ Smoke preset: the CI protocol.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .config import GAME_SPECS, PRESETS, GamesConfig
 from jaxpapers import games
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.games import meta_solvers
+
+from .config import GAME_SPECS, PRESETS, GamesConfig
 
 UNIFORM_EXPLOITABILITY = {"kuhn2": 11 / 24, "kuhn3": 0.6875}
 SPEC_OPENSPIEL = {  # OpenSpiel 2.0.2 at 1,000 iterations, recorded once (3 significant digits)

@@ -16,10 +16,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .config import ModularAdditionConfig
 from jaxpapers import data
 from jaxpapers.core.train import Task
 from jaxpapers.ode import fourier
+
+from .config import ModularAdditionConfig
 
 ACTIVATIONS = {"relu": jax.nn.relu, "quad": jnp.square}
 

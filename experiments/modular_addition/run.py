@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import theory
-from .config import PRESETS, ModularAdditionConfig
-from .model import make_task
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
 from jaxpapers.ode import fourier
 from jaxpapers.ode.stages import detect_stages, first_step
+
+from . import theory
+from .config import PRESETS, ModularAdditionConfig
+from .model import make_task
 
 
 def value_at(steps: np.ndarray, values: np.ndarray, step: int | None) -> float:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModularAdditionConfig
 from jaxpapers.core import report
 from jaxpapers.ode import dynamics, lottery, mechanism
+
+from .config import ModularAdditionConfig
 
 
 def lottery_run_config(config: ModularAdditionConfig) -> ModularAdditionConfig:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .data import VideoDataConfig
 from jaxpapers.core.config import MeshConfig, TrainConfig, check, check_choice
 from jaxpapers.nn.dit import DiTConfig
 from jaxpapers.nn.sparse_mask import RULES
+
+from .data import VideoDataConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,12 +20,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import data as data_lib
-from .config import SpargeConfig
-from jaxpapers import data
-from jaxpapers import diffusion
+from jaxpapers import data, diffusion
 from jaxpapers.core.train import Task
 from jaxpapers.nn import dit, sparse_mask
+
+from . import data as data_lib
+from .config import SpargeConfig
 
 TRAIN_SEED, FINETUNE_SEED, EVAL_SEED = 0, 1, 2
 

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import MaskStudyConfig
 from jaxpapers.nn import sparse_mask
+
+from .config import MaskStudyConfig
 
 REGIMES = ("uniform", "sink", "local")
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, model, robustness
-from .config import PRESETS, MaskStudyConfig, SpargeConfig
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
 from jaxpapers.nn import dit
+
+from . import checks, model, robustness
+from .config import PRESETS, MaskStudyConfig, SpargeConfig
 
 
 def _setup(config: SpargeConfig, top_k: float, top_p: float) -> MaskStudyConfig:

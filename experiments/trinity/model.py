@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .config import TrinityConfig
 from jaxpapers import optim
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.train import Task
 from jaxpapers.data import documents
 from jaxpapers.data.packing import RSDB, SequentialPacker
 from jaxpapers.nn.afmoe import AfmoeLM
+
+from .config import TrinityConfig
 
 EVAL_SEED = 10_007  # held-out documents come from another seed of the same stream
 

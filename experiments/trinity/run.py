@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import router_sim, rsdb_study
-from .config import PRESETS, TrinityConfig
-from .model import make_task
 from jaxpapers import optim
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
+
+from . import router_sim, rsdb_study
+from .config import PRESETS, TrinityConfig
+from .model import make_task
 
 ADAMW_SWEEP = (3e-3, 1e-2)  # the first equals the balancing runs' lr: that run is reused
 MUON_SWEEP = (1e-2, 3e-2)

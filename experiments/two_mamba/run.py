@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks
-from .config import PRESETS, TwoMambaConfig, train_field
-from .model import make_task
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
 from jaxpapers.core.metrics import series
+
+from . import checks
+from .config import PRESETS, TwoMambaConfig, train_field
+from .model import make_task
 
 RECALL_VARIANTS = {"mamba2s": "Mamba-2S (linear)", "2mamba": "2Mamba (squared)",
                    "2mamba_e": "2Mamba-E (softmax + decay)"}

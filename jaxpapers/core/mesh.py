@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers.core.config import MeshConfig
 from jaxpapers.core.errors import ConfigError

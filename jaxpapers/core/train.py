@@ -24,12 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.checkpoint import Checkpointer
-from jaxpapers.core.errors import CheckpointError
 from jaxpapers.core.config import TrainConfig
+from jaxpapers.core.errors import CheckpointError
 from jaxpapers.core.metrics import MetricsWriter
 
 Batch = dict[str, jax.Array]

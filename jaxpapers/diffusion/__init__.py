@@ -5,9 +5,11 @@
 * `samplers`: integrating a velocity field from noise to data (Euler).
 """
 
-from jaxpapers.diffusion.flow_matching import flow_matching_loss
-from jaxpapers.diffusion.flow_matching import interpolate
-from jaxpapers.diffusion.flow_matching import mean_squared_error
-from jaxpapers.diffusion.flow_matching import sample_times
-from jaxpapers.diffusion.flow_matching import velocity_distillation_loss
+from jaxpapers.diffusion.flow_matching import (
+    flow_matching_loss,
+    interpolate,
+    mean_squared_error,
+    sample_times,
+    velocity_distillation_loss,
+)
 from jaxpapers.diffusion.samplers import euler_sample

@@ -4,9 +4,16 @@ Reimplementation of arXiv 2602.16928 (Li, Schultz, Hennes, Lanctot): games follo
 rules and names; trees are flattened once and solved with jitted level-by-level passes.
 """
 
-from jaxpapers.games.cfr import ALGORITHMS, SolveResult, Solver, solve
-from jaxpapers.games.policy import (best_response, exploitability, expected_values, nash_conv,
-                                    normalize, own_reach, uniform_policy)
+from jaxpapers.games.cfr import ALGORITHMS, Solver, SolveResult, solve
+from jaxpapers.games.policy import (
+                                    best_response,
+                                    expected_values,
+                                    exploitability,
+                                    nash_conv,
+                                    normalize,
+                                    own_reach,
+                                    uniform_policy,
+)
 from jaxpapers.games.psro import PsroResult, aggregate, psro
 from jaxpapers.games.tree import GAMES, Game, load_game
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from jaxpapers.experiments.modular_addition.config import PRESETS, ModularAdditionConfig
 from jaxpapers.core import config as config_lib
 from jaxpapers.core.errors import ConfigError
+from jaxpapers.experiments.modular_addition.config import PRESETS, ModularAdditionConfig
 
 
 def test_overrides_parse_types_and_nested_fields():

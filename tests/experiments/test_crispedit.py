@@ -2,15 +2,14 @@
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpapers.experiments.crispedit.run import EXPERIMENT
 from jaxpapers import optim
 from jaxpapers.editing import crisp_edit
+from jaxpapers.experiments.crispedit.run import EXPERIMENT
 
 
 def test_smoke_study_shows_fine_tuning_damage_and_crispedit_locality(smoke_report):

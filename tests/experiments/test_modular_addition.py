@@ -5,10 +5,11 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxpapers.core.experiment import reproduce
 from jaxpapers.experiments.modular_addition import model as ma
 from jaxpapers.experiments.modular_addition.config import PRESETS
 from jaxpapers.experiments.modular_addition.run import EXPERIMENT
-from jaxpapers.core.experiment import reproduce
+
 
 def test_network_matches_a_numpy_reference():
   net = ma.TwoLayerNet(7, 5, "relu", 0.1, rngs=nnx.Rngs(0))

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from jaxpapers.core.errors import ConfigError
 from jaxpapers.experiments.sparge_attention2 import bench
 from jaxpapers.experiments.sparge_attention2 import data as data_lib
 from jaxpapers.experiments.sparge_attention2.run import EXPERIMENT
-from jaxpapers.core.errors import ConfigError
 
 
 def test_smoke_report_covers_masks_kernel_and_distillation(smoke_report):

@@ -4,8 +4,8 @@ import chex
 import jax
 import numpy as np
 
-from jaxpapers.experiments.trinity.run import EXPERIMENT
 from jaxpapers.core import experiment as experiment_lib
+from jaxpapers.experiments.trinity.run import EXPERIMENT
 
 
 def _run(mesh_overrides, steps=4):

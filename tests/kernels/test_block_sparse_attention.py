@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import kernels_pallas
-from kernels_pallas.block_sparse_attention import block_sparse_attention_reference
-from kernels_pallas.block_sparse_attention import kept_block_lists
+from kernels_pallas.block_sparse_attention import block_sparse_attention_reference, kept_block_lists
 
 B, N, H, D, BQ, BK = 1, 512, 2, 64, 128, 64
 
