@@ -1,4 +1,4 @@
-"""A small pre-norm causal language model that takes its sequence mixer and its MLP width.
+"""A small pre-norm causal language model that takes its sequence mixer and its MLP.
 
   x_0 = E[tokens]                                         (embedding, normal(embed_std) init)
   h = x_l + mixer_l(RMSNorm(x_l))
@@ -16,7 +16,8 @@ its mixer, `up` and `down` (the norms draw nothing), then the read-out head. The
 are attributes of the block (`layers[l].up`, `layers[l].down`), not of a nested module: the
 training loop flattens parameters in sorted-key order, and optimizers with a global-norm step
 (gradient clipping) sum over leaves in that order, so this layout keeps the summation order, and
-thus the training numbers, of the experiments' original models.
+thus the training numbers, of the experiments' original models. Any other MLP (SwiGLU, an MoE)
+is passed as `mlp=factory`; the block then holds it as `layers[l].mlp`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.norms import RMSNorm
 
 MixerFactory = Callable[[nnx.Rngs], nnx.Module]
+MLPFactory = Callable[[nnx.Rngs], nnx.Module]  # rngs -> `[B, T, d] -> [B, T, d]` module
 
 
 class TinyLMBlock(nnx.Module):
@@ -38,22 +40,30 @@ class TinyLMBlock(nnx.Module):
   Args:
     d_model: model width d.
     mixer: the (causal) sequence mixer, `[B, T, d] -> [B, T, d]`.
-    mlp_hidden: hidden width of the GELU MLP.
-    mlp_bias: biases on the MLP projections.
-    rngs: initialization of the MLP projections (`up`, then `down`).
+    mlp_hidden: hidden width of the GELU MLP (unused with `mlp`).
+    mlp_bias: biases on the GELU MLP's projections.
+    mlp: another MLP module, `[B, T, d] -> [B, T, d]`, in place of the GELU one.
+    rngs: initialization of the GELU MLP's projections (`up`, then `down`).
   """
 
   def __init__(self, d_model: int, mixer: nnx.Module, mlp_hidden: int, *, mlp_bias: bool = True,
-               rngs: nnx.Rngs):
+               mlp: nnx.Module | None = None, rngs: nnx.Rngs):
     self.mixer_norm = RMSNorm(d_model)
     self.mixer = mixer
     self.mlp_norm = RMSNorm(d_model)
-    self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs)
-    self.down = nnx.Linear(mlp_hidden, d_model, use_bias=mlp_bias, rngs=rngs)
+    if mlp is None:
+      self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs)
+      self.down = nnx.Linear(mlp_hidden, d_model, use_bias=mlp_bias, rngs=rngs)
+    self.mlp = mlp
+
+  def _mlp(self, x: jax.Array) -> jax.Array:
+    if self.mlp is not None:
+      return self.mlp(x)
+    return self.down(jax.nn.gelu(self.up(x)))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x + self.mixer(self.mixer_norm(x))
-    return x + self.down(jax.nn.gelu(self.up(self.mlp_norm(x))))
+    return x + self._mlp(self.mlp_norm(x))
 
 
 class TinyLM(nnx.Module):
@@ -64,8 +74,9 @@ class TinyLM(nnx.Module):
     d_model: model width d.
     num_layers: blocks L.
     mixer: `mixer(rngs)` builds one layer's sequence mixer (called once per layer, first).
-    mlp_hidden: hidden width of every block's GELU MLP.
-    mlp_bias: biases on the MLP projections.
+    mlp_hidden: hidden width of every block's GELU MLP (unused with `mlp`).
+    mlp_bias: biases on the GELU MLP's projections.
+    mlp: `mlp(rngs)` builds one layer's MLP in place of the GELU MLP (called after its mixer).
     embed_std: standard deviation of the normal embedding init.
     head_bias: a bias on the read-out head.
     rngs: parameter initialization.
@@ -78,16 +89,22 @@ class TinyLM(nnx.Module):
   """
 
   def __init__(self, vocab_size: int, d_model: int, num_layers: int, *, mixer: MixerFactory,
-               mlp_hidden: int, mlp_bias: bool = True, embed_std: float = 0.02,
-               head_bias: bool = True, rngs: nnx.Rngs):
+               mlp_hidden: int, mlp_bias: bool = True, mlp: MLPFactory | None = None,
+               embed_std: float = 0.02, head_bias: bool = True, rngs: nnx.Rngs):
     if min(vocab_size, d_model, num_layers, mlp_hidden) < 1:
       raise ValueError("vocab_size, d_model, num_layers and mlp_hidden must be >= 1; got "
                        f"{vocab_size}, {d_model}, {num_layers}, {mlp_hidden}")
     self.embed = nnx.Param(nnx.initializers.normal(embed_std)(rngs.params(), (vocab_size, d_model)))
-    self.layers = nnx.List([TinyLMBlock(d_model, mixer(rngs), mlp_hidden, mlp_bias=mlp_bias, rngs=rngs)
+    self.layers = nnx.List([self._block(d_model, mixer, mlp_hidden, mlp_bias, mlp, rngs)
                             for _ in range(num_layers)])
     self.norm = RMSNorm(d_model)
     self.head = nnx.Linear(d_model, vocab_size, use_bias=head_bias, rngs=rngs)
+
+  @staticmethod
+  def _block(d_model, mixer, mlp_hidden, mlp_bias, mlp, rngs) -> TinyLMBlock:
+    layer_mixer = mixer(rngs)  # drawn first: the parameter order of the original models
+    return TinyLMBlock(d_model, layer_mixer, mlp_hidden, mlp_bias=mlp_bias,
+                       mlp=None if mlp is None else mlp(rngs), rngs=rngs)
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """Logits `[batch, seq, vocab_size]` of int tokens `[batch, seq]`."""

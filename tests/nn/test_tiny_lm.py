@@ -103,3 +103,30 @@ def test_parameters_are_drawn_embedding_then_mixer_up_down_per_layer_then_head(m
 def test_rejects_empty_shapes():
   with pytest.raises(ValueError, match="mlp_hidden"):
     TinyLM(V, D, L, mixer=MIXERS["attention"], mlp_hidden=0, rngs=nnx.Rngs(0))
+
+
+class _SwiGLU(nnx.Module):
+  """A bias-free SwiGLU MLP, to check that the LM takes any MLP module."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.gate = nnx.Linear(D, HIDDEN, use_bias=False, rngs=rngs)
+    self.up = nnx.Linear(D, HIDDEN, use_bias=False, rngs=rngs)
+    self.down = nnx.Linear(HIDDEN, D, use_bias=False, rngs=rngs)
+
+  def __call__(self, x):
+    return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+def test_a_given_mlp_replaces_the_gelu_mlp():
+  model = _lm("attention", mlp=_SwiGLU)
+  tokens = _tokens(3)
+  block = model.layers[0]
+  assert not hasattr(block, "up") and isinstance(block.mlp, _SwiGLU)
+  x = model.embed[...][tokens]
+  for layer in model.layers:  # hand composition of the pre-norm blocks with the given MLP
+    x = x + layer.mixer(layer.mixer_norm(x))
+    h = layer.mlp_norm(x)
+    m = layer.mlp
+    x = x + (jax.nn.silu(h @ m.gate.kernel[...]) * (h @ m.up.kernel[...])) @ m.down.kernel[...]
+  expected = model.head(model.norm(x))
+  np.testing.assert_allclose(np.asarray(model(tokens)), np.asarray(expected), rtol=2e-5, atol=2e-6)
