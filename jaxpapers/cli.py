@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from jaxpapers.core import noise
 from jaxpapers.core.errors import UsageError
 
 EXIT_FAILED_CLAIMS = 1
@@ -221,12 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
   """Console-script entry. A usage error exits at once: nothing was saved on that path, and
-  background threads of half-opened libraries (orbax, tensorstore) must not print on the way out."""
-  code = main()
-  if code == EXIT_USAGE:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # pylint: disable=protected-access
+  background threads of half-opened libraries (orbax, tensorstore) must not print on the way out:
+  the late "Event loop is closed" callbacks of a failed checkpoint restore are filtered for the
+  whole command."""
+  with noise.closed_loop_noise_filtered():
+    code = main()
+    if code == EXIT_USAGE:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +17,7 @@ from typing import Any, Iterator
 import jax
 import orbax.checkpoint as ocp
 
+from jaxpapers.core import noise
 from jaxpapers.core.errors import CheckpointError
 
 FORMAT = "jaxpapers.checkpoint/1"
@@ -28,48 +28,25 @@ _NOISE_QUIET_SECONDS = 0.25
 _NOISE_WAIT_LIMIT_SECONDS = 5.0
 
 
-def _closed_loop_noise(exc: BaseException | None) -> bool:
-  return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
-
-
 @contextlib.contextmanager
 def _quiet_failed_restore() -> Iterator[None]:
-  """Drops the tracebacks a failed orbax restore leaves behind, and only those.
+  """Filters the closed-loop noise of a failed restore (`jaxpapers.core.noise`) while it runs.
 
-  When one array of a restore fails, orbax closes its asyncio loop while tensorstore still
-  completes the other reads; their callbacks then hit the closed loop and print "RuntimeError:
-  Event loop is closed" from tensorstore's threads (through `sys.unraisablehook`). The hooks are
-  swapped for filters of exactly that error, and on a failure they stay until those callbacks
-  have come (no such noise for `_NOISE_QUIET_SECONDS` after the failure, at most
-  `_NOISE_WAIT_LIMIT_SECONDS`); the previous hooks are restored in every case (`finally`).
+  On a failure the filter stays until those callbacks have come (no such noise for
+  `_NOISE_QUIET_SECONDS` after the failure, at most `_NOISE_WAIT_LIMIT_SECONDS`); the previous
+  hooks are restored in every case. Later stragglers are the CLI's to filter (it does, for the
+  whole command).
   """
-  previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
-  last_noise = [0.0]  # when the last dropped noise came
-
-  def excepthook(exc_type, exc, tb):
-    if _closed_loop_noise(exc):
-      last_noise[0] = time.monotonic()
-    else:
-      previous_hook(exc_type, exc, tb)
-
-  def unraisablehook(unraisable):
-    if _closed_loop_noise(unraisable.exc_value):
-      last_noise[0] = time.monotonic()
-    else:
-      previous_unraisable(unraisable)
-
-  sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
-  try:
-    yield
-  except BaseException:
-    last_noise[0] = time.monotonic()  # the callbacks come after the failure
-    gc.collect()  # and those of futures that only a collection releases
-    deadline = time.monotonic() + _NOISE_WAIT_LIMIT_SECONDS
-    while time.monotonic() < deadline and time.monotonic() - last_noise[0] < _NOISE_QUIET_SECONDS:
-      time.sleep(0.02)
-    raise
-  finally:
-    sys.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
+  with noise.closed_loop_noise_filtered() as last_noise:
+    try:
+      yield
+    except BaseException:
+      last_noise[0] = time.monotonic()  # the callbacks come after the failure
+      gc.collect()  # and those of futures that only a collection releases
+      deadline = time.monotonic() + _NOISE_WAIT_LIMIT_SECONDS
+      while time.monotonic() < deadline and time.monotonic() - last_noise[0] < _NOISE_QUIET_SECONDS:
+        time.sleep(0.02)
+      raise
 
 
 def abstract_like(tree: Any) -> Any:
