@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
-from jaxpapers.optim import _checks
+from jaxpapers.optim import _checks, _sharding
 
 ADAM_NAMES = ("embed", "head", "router", "norm", "bias", "scale")
 """Path components containing one of these (case-insensitive) go to Adam in :func:`muon_labels`."""
@@ -127,12 +127,34 @@ def _all_muon_dimension_numbers(params):
   return jax.tree.map(lambda leaf: _dims_for("muon", leaf), params)
 
 
-def _checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-  """`tx` whose `update` first checks (at trace time) that updates and params trees match."""
+def _is_masked(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
+
+
+def _wrapped(tx: optax.GradientTransformation,
+             labels: LabelsOrFn) -> optax.GradientTransformationExtraArgs:
+  """`tx` with the update-like-params check and Newton–Schulz on gathered Muon leaves.
+
+  `optax.contrib.muon`'s Newton–Schulz multiplies `X Xᵀ`: on an Explicit mesh a Muon leaf split
+  over a mesh axis (FSDP) is a sharded contracting dimension, which JAX refuses. So when a leaf
+  of the updates or the state is split over an Explicit axis, the Muon leaves' updates and the
+  Muon leaves of every params-shaped buffer of the state (their momentum, found with
+  `optax.tree.map_params`) are gathered (replicated) for the step, and every output gets back
+  the sharding of its input. Adam leaves stay sharded. Anywhere else `tx` runs as it is.
+  """
 
   def update_fn(updates, state, params=None, **extra_args):
     _checks.check_like("muon", updates, params)
-    return tx.update(updates, state, params, **extra_args)
+    if not _sharding.any_explicit(updates, state):
+      return tx.update(updates, state, params, **extra_args)
+    resolved = labels(updates) if callable(labels) else labels
+    full = jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), resolved, updates)
+    gather = lambda x, label: x if _is_masked(x) or label != "muon" else _sharding.gather(x)
+    gathered_updates = jax.tree.map(lambda u, label: gather(u, label), updates, full)
+    gathered_state = optax.tree.map_params(tx, gather, state, full, is_leaf=_is_masked)
+    new_updates, new_state = tx.update(gathered_updates, gathered_state, params, **extra_args)
+    return (_sharding.restore_like(new_updates, updates),
+            _sharding.restore_like(new_state, state))
 
   return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
@@ -147,7 +169,7 @@ def muon(
     nesterov: bool = True,
     weight_decay: float = 0.0,
     adam_weight_decay: float = 0.0,
-    labels: LabelsOrFn = muon_labels,
+    labels: LabelsOrFn | None = None,
     adam_nesterov: bool | None = None,
     adam_b1: float = 0.9,
     adam_b2: float = 0.999,
@@ -156,8 +178,22 @@ def muon(
     weight_decay_mask: Any = None,
     preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
     consistent_rms: float | None = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   """Muon on hidden matrices and expert kernels, AdamW on the rest (Trinity's split).
+
+  Works as optax's own transforms do under `jax.jit`, `optax.inject_hyperparams` (schedule any
+  numeric argument; declare `ns_steps` static, as optax's own tests do for
+  `optax.contrib.muon`, and a custom callable `labels` too, since `inject_hyperparams` takes
+  every callable argument for a schedule: `static_args=("ns_steps", "labels")`),
+  `optax.MultiSteps`, `optax.chain`, `optax.masked` and `optax.tree.map_params`.
+
+  Explicit meshes: `optax.contrib.muon` (optax 0.2.8) fails there on a Muon leaf split over a
+  mesh axis (FSDP): its Newton–Schulz `X Xᵀ` contracts a sharded dimension, which JAX refuses
+  under Explicit sharding. This is inherited from optax and fixed on our side: the Muon
+  leaves' gradients and momentum are gathered (replicated) for the step, as distributed Muon
+  implementations gather each matrix for Newton–Schulz, and every updated buffer gets back its
+  input sharding, so the state's type does not change. Adam leaves stay sharded; without
+  Explicit-split leaves (Auto meshes, one device) the program is `optax.contrib.muon`'s.
 
   Args:
     learning_rate: Muon learning rate (Trinity Large peak: 8e-4); scaled per matrix by
@@ -172,8 +208,8 @@ def muon(
     nesterov: Nesterov momentum for Muon (and, unless `adam_nesterov` is given, for Adam).
     weight_decay: Decoupled weight decay of the Muon branch (multiplied by the learning rate).
     adam_weight_decay: Weight decay of the Adam branch (applied to all Adam leaves).
-    labels: A callable `params -> labels` or a pytree of "muon" | "adam"; default
-      :func:`muon_labels`. Muon leaves must be 2-D or 3-D.
+    labels: A callable `params -> labels` or a pytree of "muon" | "adam"; None (default)
+      uses :func:`muon_labels`. Muon leaves must be 2-D or 3-D.
     adam_nesterov: None follows `nesterov` (optax's behaviour: NAdamW by default); False gives
       plain AdamW on the Adam leaves while Muon keeps Nesterov.
     adam_b1: Adam first-moment decay.
@@ -186,7 +222,8 @@ def muon(
       the width rule (Trinity: None).
 
   Returns:
-    An `optax.GradientTransformation`; accepts plain dicts and flax `nnx.State` param trees.
+    An `optax.GradientTransformationExtraArgs` (extra keyword arguments of `update` are passed
+    on); accepts plain dicts and flax `nnx.State` param trees.
 
   References:
     Arcee AI, `Arcee Trinity Large Technical Report <https://arxiv.org/abs/2602.17004>`_, 2026
@@ -197,19 +234,20 @@ def muon(
     Ahn et al., `Dion: Distributed Orthonormalized Updates
     <https://arxiv.org/abs/2504.05295>`_, 2025
   """
+  labels = muon_labels if labels is None else labels
   common = dict(ns_coeffs=ns_coeffs, ns_steps=ns_steps, beta=beta, eps=eps,
                 weight_decay=weight_decay, weight_decay_mask=weight_decay_mask,
                 mu_dtype=mu_dtype, nesterov=nesterov, preconditioning=preconditioning,
                 consistent_rms=consistent_rms)
   if adam_nesterov is None or adam_nesterov == nesterov:
-    return _checked(optax.contrib.muon(
+    return _wrapped(optax.contrib.muon(
         learning_rate,
         adam_b1=adam_b1,
         adam_b2=adam_b2,
         adam_weight_decay=adam_weight_decay,
         adam_learning_rate=adam_learning_rate,
         muon_weight_dimension_numbers=_muon_dimension_numbers(labels),
-        **common))
+        **common), labels)
 
   # Adam momentum differs from Muon's: split first, then run a Muon-only optax.contrib.muon.
   adam = optax.adamw(learning_rate if adam_learning_rate is None else adam_learning_rate,
@@ -217,4 +255,4 @@ def muon(
                      mu_dtype=mu_dtype, nesterov=adam_nesterov)
   only_muon = optax.contrib.muon(
       learning_rate, muon_weight_dimension_numbers=_all_muon_dimension_numbers, **common)
-  return _checked(optax.partition({"muon": only_muon, "adam": adam}, labels))
+  return _wrapped(optax.partition({"muon": only_muon, "adam": adam}, labels), labels)

@@ -40,21 +40,21 @@ To schedule `learning_rate` (DeepSeek-V3 sets γ to 0 late in training), wrap th
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpapers.optim import _checks
+from jaxpapers.optim import _checks, _sharding
 
 
 class SmebuState(NamedTuple):
   """State of :func:`smebu`.
 
   Attributes:
-    momentum: The momentum buffer `m`, a float32 pytree with the structure and shapes of the
-      biases.
+    momentum: The momentum buffer `m`, a pytree with the structure, shapes and shardings of the
+      biases; float32 (float64 for float64 biases: the biases' dtype promoted with float32).
   """
 
   momentum: optax.Updates
@@ -96,16 +96,41 @@ def _centered(x: jax.Array) -> jax.Array:
   return x - jnp.mean(x, axis=-1, keepdims=True)
 
 
+def _momentum_dtype(bias: Any) -> jnp.dtype:
+  """float32, or the biases' dtype when it is wider (float64)."""
+  return jnp.promote_types(jnp.result_type(bias), jnp.float32)
+
+
+def _update_dtype(excess: Any, bias: Any) -> jnp.dtype:
+  """The dtype of the returned update: the biases' (params') if given, else the input's."""
+  dtype = jnp.result_type(excess if bias is None else bias)
+  return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.dtype(jnp.float32)
+
+
+def _map_with_params(fn, updates: Any, params: Any, *rest: Any) -> Any:
+  """`fn(update, *rest_leaves, param_or_None)` over the leaves of `updates`."""
+  if params is None:
+    return jax.tree.map(lambda u, *r: fn(u, *r, None), updates, *rest)
+  return jax.tree.map(fn, updates, *rest, params)
+
+
 def smebu(
     learning_rate: float = 5e-4,
     momentum: float = 0.5,
     kappa: float = 2.0,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   """SMEBU: soft-clamped, centered, momentum expert-bias updates (Trinity Large).
 
   `update(load_excess, state, params=None)` takes the load excess `(n − n̄) / n̄` of each expert
   (see :func:`load_excess`; experts on the last axis, any leading axes, pytrees allowed) and
   returns the new momentum `m`, which is the bias update itself (`b ← b + m`).
+
+  Dtypes and shardings follow optax's conventions: the momentum is created with the biases'
+  sharding (so on an Explicit mesh the state's type does not change in `update`) and kept in
+  float32 (float64 for float64 biases) whatever the biases' dtype; the returned update has the
+  biases' dtype when `params` (the biases) are passed, else the dtype of the load excess. In
+  float32 the arithmetic is exactly that of the formula above. Extra keyword arguments of
+  `update` are accepted and ignored (`optax.GradientTransformationExtraArgs`).
 
   Args:
     learning_rate: The step size `λ` (Trinity Large: 5e-4).
@@ -114,7 +139,7 @@ def smebu(
     kappa: The soft-clamp sharpness `κ` in `tanh(κ · v)` (Trinity Large: 2).
 
   Returns:
-    An `optax.GradientTransformation` with state :class:`SmebuState`.
+    An `optax.GradientTransformationExtraArgs` with state :class:`SmebuState`.
 
   References:
     Arcee AI, `Arcee Trinity Large Technical Report <https://arxiv.org/abs/2602.17004>`_, 2026
@@ -125,35 +150,42 @@ def smebu(
 
   def init_fn(params):
     return SmebuState(
-        momentum=jax.tree.map(lambda b: jnp.zeros(jnp.shape(b), jnp.float32), params))
+        momentum=jax.tree.map(lambda b: jnp.zeros_like(b, dtype=_momentum_dtype(b)), params))
 
-  def update_fn(updates, state, params=None):
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
     _checks.check_expert_axis("smebu", updates)
     _checks.check_like("smebu", updates, state.momentum, "biases (the momentum in the state)")
     _checks.check_like("smebu", updates, params, "biases (params)")
 
     def step(excess, m):
-      excess = jnp.asarray(excess, jnp.float32)
+      excess = jnp.asarray(excess, m.dtype)
       delta = _centered(learning_rate * jnp.tanh(kappa * (-excess)))
-      return momentum * m + (1.0 - momentum) * delta
+      return (momentum * m + (1.0 - momentum) * delta).astype(m.dtype)
 
-    new_m = jax.tree.map(step, updates, state.momentum)
-    return new_m, SmebuState(momentum=new_m)
+    new_m = _sharding.restore_like(jax.tree.map(step, updates, state.momentum), state.momentum)
+    new_updates = _map_with_params(lambda e, m, b: m.astype(_update_dtype(e, b)), updates,
+                                   params, new_m)
+    return new_updates, SmebuState(momentum=new_m)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def sign_bias_balancing(learning_rate: float = 1e-3) -> optax.GradientTransformation:
+def sign_bias_balancing(learning_rate: float = 1e-3) -> optax.GradientTransformationExtraArgs:
   """The centered sign rule of auxiliary-loss-free balancing (DeepSeek-V3).
 
   `update(load_excess, state, params=None)` returns `γ · sign(−load_excess)` minus its mean
   over the expert axis (the re-centering of Trinity Nano/Mini and TorchTitan). Stateless.
 
+  The rule is computed in float32 (float64 for float64 inputs) and returned in the biases'
+  dtype when `params` (the biases) are passed, else in the dtype of the load excess. Extra
+  keyword arguments of `update` are accepted and ignored.
+
   Args:
     learning_rate: The step size `γ` (DeepSeek-V3: 1e-3).
 
   Returns:
-    An `optax.GradientTransformation` with state `optax.EmptyState`.
+    An `optax.GradientTransformationExtraArgs` with state `optax.EmptyState`.
 
   References:
     Wang et al., `Auxiliary-Loss-Free Load Balancing Strategy for Mixture-of-Experts
@@ -162,11 +194,15 @@ def sign_bias_balancing(learning_rate: float = 1e-3) -> optax.GradientTransforma
     DeepSeek-AI, `DeepSeek-V3 Technical Report <https://arxiv.org/abs/2412.19437>`_, 2024
   """
 
-  def update_fn(updates, state, params=None):
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
     _checks.check_expert_axis("sign_bias_balancing", updates)
     _checks.check_like("sign_bias_balancing", updates, params, "biases (params)")
-    new_updates = jax.tree.map(
-        lambda e: _centered(learning_rate * jnp.sign(-jnp.asarray(e, jnp.float32))), updates)
-    return new_updates, state
 
-  return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    def step(excess, bias):
+      e = jnp.asarray(excess, _momentum_dtype(excess))
+      return _centered(learning_rate * jnp.sign(-e)).astype(_update_dtype(excess, bias))
+
+    return _map_with_params(step, updates, params), state
+
+  return optax.GradientTransformationExtraArgs(optax.init_empty_state, update_fn)

@@ -174,3 +174,30 @@ def test_updates_unlike_params_are_refused_at_trace_time(example):
     jax.jit(tx.update)({"w": x, "b": jnp.ones((D_OUT + 1,))}, state, params)
   with pytest.raises(ValueError, match=message):
     tx.update({"w": x}, state, params)
+
+
+@pytest.mark.parametrize("g_identity", [False, True], ids=["kronecker", "a_only"])
+def test_energy_changed_at_run_time_recomputes_the_masks(example, g_identity):
+  """Under optax.inject_hyperparams a new energy acts as building the projector with it."""
+  factors, _, x, _ = example
+  params = {"w": jnp.zeros((D_IN, D_OUT))}
+  tree = {"w": factors}
+  tx = optax.inject_hyperparams(optim.kfac_projector)(tree, energy=0.8, g_identity=g_identity)
+  state = tx.init(params)
+  state = state._replace(hyperparams={**state.hyperparams, "energy": jnp.float32(0.3)})
+  out, new_state = jax.jit(tx.update)({"w": x}, state, params)
+  rebuilt = optim.kfac_projector(tree, energy=0.3, g_identity=g_identity)
+  expected, expected_state = rebuilt.update({"w": x}, rebuilt.init(params), params)
+  np.testing.assert_allclose(out["w"], expected["w"], atol=1e-6)
+  basis, expected_basis = new_state.inner_state.bases["w"], expected_state.bases["w"]
+  np.testing.assert_array_equal(basis.keep, expected_basis.keep)
+  assert int(basis.num_removed) == int(expected_basis.num_removed) > 0
+  assert float(basis.energy) == pytest.approx(0.3)
+
+
+def test_energy_out_of_range_is_refused():
+  tree = {"w": KroneckerFactors(jnp.eye(D_IN), jnp.eye(D_OUT))}
+  with pytest.raises(ValueError, match="energy must be in"):
+    optim.kfac_projector(tree, energy=1.5)
+  with pytest.raises(ValueError, match="energy must be in"):
+    optim.kfac_eigenbasis(tree["w"], energy=-0.1)
