@@ -36,7 +36,7 @@ EXPERT = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
 def _layer_shapes() -> dict:
   return {"attn": {"q": (D, D), "k": (D, D), "v": (D, D), "o": (D, D)},
           "mlp": {"up": (D, H), "down": (H, D)},
-          "moe": {"router": (D, E), "gate_up": (E, D, F), "down": (E, F, D)},
+          "moe": {"router": (D, E), "gate": (E, D, F), "up": (E, D, F), "down": (E, F, D)},
           "attn_norm": (D,), "mlp_norm": (D,)}
 
 
@@ -49,7 +49,7 @@ def _optax_dimension_numbers() -> dict:
   """The hand-written spec tree for optax.contrib.muon (None = Adam)."""
   layer = {"attn": {name: MATRIX for name in ("q", "k", "v", "o")},
            "mlp": {"up": MATRIX, "down": MATRIX},
-           "moe": {"router": None, "gate_up": EXPERT, "down": EXPERT},
+           "moe": {"router": None, "gate": EXPERT, "up": EXPERT, "down": EXPERT},
            "attn_norm": None, "mlp_norm": None}
   return {"embed": None, "layers": [layer for _ in range(LAYERS)], "final_norm": None,
           "head": None}

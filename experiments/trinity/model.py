@@ -16,7 +16,6 @@ import numpy as np
 import optax
 
 from jaxpapers import optim
-from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.train import Task
 from jaxpapers.data import documents
 from jaxpapers.data.packing import RSDB, SequentialPacker
@@ -94,13 +93,6 @@ def balance(model: AfmoeLM, aux, tx: optax.GradientTransformation | None):
   return {"bias_jitter": jnp.mean(jnp.stack(jitter)), "bias_sum": jnp.max(jnp.stack(total))}
 
 
-def expert_rule(path: str, shape: tuple[int, ...], mesh: jax.sharding.Mesh):
-  """Expert kernels (and their optimizer moments) split over the `expert` mesh axis."""
-  if ("gate_up" in path or "['down']" in path) and len(shape) == 3:
-    return mesh_lib.expert_spec(shape, mesh)
-  return None
-
-
 def eval_batches(config: TrinityConfig) -> dict[str, np.ndarray]:
   """Held-out batches, stacked [N, B, T], from documents of another seed."""
   loader = make_loader(config, EVAL_SEED)
@@ -128,5 +120,4 @@ def make_task(config: TrinityConfig, mesh: jax.sharding.Mesh, inputs=None) -> Ta
       train_data=make_loader(config, config.train.seed),
       eval_fn=lambda model: evaluate(model, held_out),
       after_update=lambda model, aux: balance(model, aux, tx),
-      shard_rule=functools.partial(expert_rule, mesh=mesh),
   )

@@ -31,25 +31,38 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-  """Device mesh: `data` x `fsdp` x `expert` devices; -1 on `data` means all remaining devices.
+  """Device mesh: `data` x `fsdp` x `expert` x `tensor` devices; -1 on `data`: all the rest.
 
   Attributes:
     data: data-parallel degree (batch sharded, parameters replicated).
     fsdp: fully-sharded degree (batch and parameters sharded).
-    expert: expert-parallel degree (batch sharded, expert weights split by expert).
-    axis_types: "explicit" or "auto" sharding mode of the mesh axes.
+    expert: expert-parallel degree (batch sharded, routed experts split by expert).
+    tensor: tensor-parallel degree (heads and MLP hidden units split; the batch is not).
+    axis_types: "explicit" or "auto" sharding mode of the data, fsdp and expert axes
+      (`tensor` is always auto).
+    rules: logical-axis rules over the defaults (`jaxpapers.core.mesh.DEFAULT_RULES`), each
+      "name=axis" or "name=axis+axis", or "name=" to replicate, e.g. `mesh.rules=embed=,mlp=fsdp`.
   """
 
   data: int = -1
   fsdp: int = 1
   expert: int = 1
+  tensor: int = 1
   axis_types: str = "explicit"
+  rules: tuple[str, ...] = ()
 
   def __post_init__(self):
     check(self.data == -1 or self.data >= 1, "mesh.data", self.data, ">= 1, or -1 for all devices")
     check(self.fsdp >= 1, "mesh.fsdp", self.fsdp, ">= 1")
     check(self.expert >= 1, "mesh.expert", self.expert, ">= 1")
+    check(self.tensor >= 1, "mesh.tensor", self.tensor, ">= 1")
     check_choice("mesh.axis_types", self.axis_types, ("explicit", "auto"))
+    axes = ("data", "fsdp", "expert", "tensor")
+    for rule in self.rules:
+      name, sep, targets = rule.partition("=")
+      check(bool(sep and name.strip()) and all(a.strip() in axes for a in targets.split("+")
+                                               if a.strip()),
+            "mesh.rules", rule, "name=axis[+axis] with axes among " + ", ".join(axes))
 
 
 @dataclasses.dataclass(frozen=True)

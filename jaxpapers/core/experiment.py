@@ -389,7 +389,7 @@ def build_trainer(experiment: Experiment, config: Any, workdir: Path | None,
   mesh = mesh_lib.make_mesh(config.mesh)
   task = s.make_task(config, mesh, {n: inputs[n] for n in s.needs})
   return Trainer(task, s.train_config(config), mesh, workdir, experiment.name,
-                 _record(experiment.name, config))
+                 _record(experiment.name, config), rules=mesh_lib.logical_rules(config.mesh))
 
 
 def no_progress(label: str, total: int):  # pylint: disable=unused-argument

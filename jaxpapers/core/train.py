@@ -60,8 +60,6 @@ class Task:
       each optimizer step, outside autodiff (e.g. router-bias balancing); scalar metrics it
       returns are logged with the step's.
       wrt: filter of the variables that are differentiated and optimized.
-    shard_rule: `(key path, shape) -> PartitionSpec or None` placing chosen state leaves
-      (e.g. expert kernels on the `expert` axis); None leaves get the FSDP default.
   """
 
   init_model: Callable[[nnx.Rngs], nnx.Module]
@@ -71,7 +69,6 @@ class Task:
   eval_fn: Callable[[nnx.Module], Metrics] | None = None
   after_update: Callable[[nnx.Module, Metrics], Metrics | None] | None = None
   wrt: Any = nnx.Param
-  shard_rule: mesh_lib.ShardRule | None = None
 
 
 @dataclasses.dataclass
@@ -100,11 +97,20 @@ def params_checksum(tree: Any) -> str:
   return digest.hexdigest()
 
 
-def _gather(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
-  """All-gathers an FSDP-sharded parameter before use (its transpose reduce-scatters grads)."""
-  if mesh_lib.is_explicit(mesh):
-    return jax.sharding.reshard(x, P())
-  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P()))
+def _gather(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """All-gathers a parameter over `fsdp` before use (its transpose reduce-scatters the grads).
+
+  The other axes of its `sharding` stay: `tensor` (Auto: the compiler partitions the matmuls)
+  and `expert` (the MoE layer dispatches to the experts where they live).
+  """
+  mesh = sharding.mesh
+  target = mesh_lib.without_axes(sharding.spec, ("fsdp",))
+  if mesh_lib.is_explicit(mesh):  # reshard the Explicit axes, constrain the Auto one
+    x = jax.sharding.reshard(x, mesh_lib.without_axes(target, ("tensor",)))
+    target = mesh_lib.without_axes(target, mesh_lib.BATCH_AXES)
+    if all(entry is None for entry in target):
+      return x
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, target))
 
 
 class _StopFlag:
@@ -156,32 +162,74 @@ class Trainer:
   Args:
     task: the experiment's pieces.
     config: loop settings (steps, seed, eval/log/checkpoint cadence).
-    mesh: the (data, fsdp) device mesh.
+    mesh: the (data, fsdp, expert, tensor) device mesh.
     workdir: where metrics, checkpoints and summary.json go; None keeps nothing on disk.
     experiment: name recorded in checkpoints.
     run_config: the full resolved config, recorded in checkpoints.
+    rules: logical-axis rules placing the parameters (`mesh.logical_rules(config.mesh)`).
+
+  The state is born sharded: its shapes and logical names come from `nnx.eval_shape`, its
+  shardings from `rules`, and one `jax.jit(init, out_shardings=...)` creates it, so no
+  full-size array ever exists on one device. `Trainer.abstract` stops before that jit.
+
+  Attributes:
+    abstract_state: the state as `jax.ShapeDtypeStruct`s carrying their shardings.
+    shardings: the state's NamedShardings (same structure).
   """
 
   def __init__(self, task: Task, config: TrainConfig, mesh: jax.sharding.Mesh,
-               workdir: Path | None = None, experiment: str = "", run_config: dict | None = None):
-    self.task, self.config, self.mesh = task, config, mesh
+               workdir: Path | None = None, experiment: str = "", run_config: dict | None = None,
+               rules: mesh_lib.Rules = mesh_lib.DEFAULT_RULES):
+    self._prepare(task, config, mesh, rules)
     self.workdir = None if workdir is None else Path(workdir)
     with jax.set_mesh(mesh):
-      model = task.init_model(rngs=nnx.Rngs(config.seed))
-      optimizer = nnx.Optimizer(model, task.optimizer, wrt=task.wrt)
-    self._model_def, model_state = nnx.split(model)
-    self._opt_def, opt_state = nnx.split(optimizer)
-    state = {"model": model_state, "optimizer": opt_state,
-             "rng": jax.random.key_data(jax.random.key(config.seed + 1))}
+      state = jax.jit(lambda: self._init_state(*self._init_modules()),
+                      out_shardings=self.shardings)()
     self._treedef = jax.tree.structure(state)
-    self.state = jax.device_put(state, mesh_lib.state_shardings(state, mesh, task.shard_rule))
-    self.step = 0
+    self.state = state
     self.checkpointer = None
     if self.workdir is not None and config.checkpoint_every:
       self.checkpointer = Checkpointer(self.workdir / "checkpoints", experiment,
                                        run_config or {}, keep=config.keep_checkpoints)
+
+  @classmethod
+  def abstract(cls, task: Task, config: TrainConfig, mesh: jax.sharding.Mesh,
+               rules: mesh_lib.Rules = mesh_lib.DEFAULT_RULES) -> Trainer:
+    """A trainer whose state is never created (planning: `jaxpapers plan`).
+
+    It has `abstract_state`, `shardings` and the jitted `_train_step` (to `.lower` on
+    `abstract_state`'s leaves), but no `state`: nothing is allocated, no init is run.
+    """
+    trainer = cls.__new__(cls)
+    trainer._prepare(task, config, mesh, rules)
+    trainer.workdir, trainer.checkpointer = None, None
+    return trainer
+
+  def _prepare(self, task: Task, config: TrainConfig, mesh: jax.sharding.Mesh,
+               rules: mesh_lib.Rules) -> None:
+    """Everything but the state: graph definitions, shardings, abstract state, jitted steps."""
+    self.task, self.config, self.mesh = task, config, mesh
+    abstract = nnx.eval_shape(self._init_modules)  # outside the mesh: names are not mesh axes
+    self._model_def, self._opt_def = nnx.graphdef(abstract[0]), nnx.graphdef(abstract[1])
+    abstract_state = self._init_state(*abstract)
+    self.shardings = mesh_lib.state_shardings(abstract_state, mesh, rules)
+    # `shardings` is a prefix of the state (a leaf-less subtree, e.g. optax's MaskedNode, gets
+    # one sharding too), so it leads the map.
+    self.abstract_state = jax.tree.map(
+        lambda s, sub: jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+            a.shape, a.dtype, sharding=s, weak_type=getattr(a, "weak_type", False)), sub),
+        self.shardings, abstract_state)
+    self._treedef = jax.tree.structure(abstract_state)
+    self._param_shardings = nnx.split_state(self.shardings["model"], task.wrt, ...)[0]
+    self.step = 0
     self._train_step = jax.jit(self._flat_step, donate_argnums=0)
     self._eval_step = jax.jit(self._eval_fn) if task.eval_fn else None
+
+  def lower_train_step(self, batch: Any) -> jax.stages.Lowered:
+    """The jitted train step lowered on `abstract_state` and `batch` (ShapeDtypeStructs or
+    arrays with the batch sharding), for its compiled memory and cost analyses."""
+    with jax.set_mesh(self.mesh):
+      return self._train_step.lower(jax.tree.leaves(self.abstract_state), batch)
 
   @property
   def state(self) -> dict[str, Any]:
@@ -194,6 +242,17 @@ class Trainer:
 
   # ---- pure functions (traced once) ----
 
+  def _init_modules(self) -> tuple[nnx.Module, nnx.Optimizer]:
+    model = self.task.init_model(rngs=nnx.Rngs(self.config.seed))
+    return model, nnx.Optimizer(model, self.task.optimizer, wrt=self.task.wrt)
+
+  def _init_state(self, model: nnx.Module, optimizer: nnx.Optimizer) -> dict[str, Any]:
+    rng = jax.random.key_data(jax.random.key(self.config.seed + 1))
+    return {"model": nnx.state(model), "optimizer": nnx.state(optimizer), "rng": rng}
+
+  def _gathered(self, params):
+    return jax.tree.map(_gather, params, self._param_shardings)
+
   def _flat_step(self, leaves, batch):
     """The step on the state's flat leaves: a list dispatches faster than nested nnx states."""
     state, metrics = self._step_fn(jax.tree.unflatten(self._treedef, leaves), batch)
@@ -202,16 +261,14 @@ class Trainer:
 
   def _model(self, state) -> nnx.Module:
     params, rest = nnx.split_state(state["model"], self.task.wrt, ...)
-    gathered = jax.tree.map(lambda x: _gather(x, self.mesh), params)
-    return nnx.merge(self._model_def, gathered, rest)
+    return nnx.merge(self._model_def, self._gathered(params), rest)
 
   def _step_fn(self, state, batch):
     rng, step_rng = jax.random.split(jax.random.wrap_key_data(state["rng"]))
     params, rest = nnx.split_state(state["model"], self.task.wrt, ...)
 
     def loss_of(params):
-      gathered = jax.tree.map(lambda x: _gather(x, self.mesh), params)
-      model = nnx.merge(self._model_def, gathered, rest)
+      model = nnx.merge(self._model_def, self._gathered(params), rest)
       loss, aux = self.task.loss_fn(model, batch, step_rng)
       return loss, (aux, nnx.state(model, nnx.Not(self.task.wrt)))
 

@@ -12,6 +12,14 @@ Layer i (0-based) is global (NoPE, full causal) iff (i + 1) % global_every == 0,
 layers use a dense SwiGLU MLP, the rest a sigmoid-routed MoE with shared experts. Post-norm gains
 start at 1/sqrt(L) (our reading of "depth-scaled sandwich norm"; the formula was not published).
 Embedding output is scaled by sqrt(d_model).
+
+Scanned layers (`scan_layers=True`, `jaxpapers.nn.scan`): the scan unit is a group of
+`global_every` consecutive MoE layers `[local, ..., local, global]` starting on a multiple of
+`global_every`, so every group has the same structure and one compiled group serves all of them
+(compile time does not grow with depth). The layers before the first such group (the dense
+prefix and a partial group) and the layers after the last one stay unscanned in `layers`. With
+1 dense layer and `global_every` = 4, layers 0-3 are unscanned and 4-7, 8-11, ... form groups.
+`remat` ("none" | "full" | "dots") rematerializes every layer (unscanned ones too).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpapers.core.config import check, check_choice
+from jaxpapers.nn import partitioning as pt
+from jaxpapers.nn import scan
 from jaxpapers.nn.attention import GatedAttention
 from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.moe import MoE, SwiGLU
@@ -53,6 +63,8 @@ class AfmoeConfig:
   rope_theta: float = 10_000.0
   dispatch: str = "dense"
   init_std: float = 0.02
+  scan_layers: bool = False
+  remat: str = "none"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
@@ -67,8 +79,9 @@ class AfmoeConfig:
     check(self.num_shared >= 0, "model.num_shared", self.num_shared, ">= 0")
     check(self.route_scale > 0, "model.route_scale", self.route_scale, "> 0")
     check(self.head_dim % 2 == 0, "model.head_dim", self.head_dim, "even (RoPE rotates pairs)")
-    check_choice("model.dispatch", self.dispatch, ("dense", "ragged"))
+    check_choice("model.dispatch", self.dispatch, ("dense", "ragged", "expert_parallel"))
     check(0 < self.init_std <= 1, "model.init_std", self.init_std, "in (0, 1]")
+    check_choice("model.remat", self.remat, scan.REMAT)
 
   @property
   def num_moe_layers(self) -> int:
@@ -76,6 +89,14 @@ class AfmoeConfig:
 
   def is_global(self, layer: int) -> bool:
     return (layer + 1) % self.global_every == 0
+
+  def scan_plan(self) -> tuple[int, int]:
+    """(first scanned layer, number of scanned groups of `global_every` layers); (L, 0) when
+    `scan_layers` is off or no whole aligned group of MoE layers fits."""
+    g = self.global_every
+    start = -(-self.num_dense_layers // g) * g  # first group boundary at or after the dense ones
+    groups = max(self.num_layers - start, 0) // g if self.scan_layers else 0
+    return (start, groups) if groups else (self.num_layers, 0)
 
 
 class DecoderLayer(nnx.Module):
@@ -105,28 +126,84 @@ class DecoderLayer(nnx.Module):
     return x + self.mlp_out(h), counts
 
 
+class DecoderGroup(nnx.Module):
+  """`global_every` MoE decoder layers `[local, ..., global]` from layer `start`, the scan unit.
+
+  `start` is a multiple of `global_every` at or after the dense layers; every group built with
+  it has the same structure (the layers' index only decides local/global and dense/MoE).
+  """
+
+  def __init__(self, config: AfmoeConfig, start: int, *, rngs: nnx.Rngs):
+    self.layers = nnx.List([DecoderLayer(config, start + j, rngs=rngs)
+                            for j in range(config.global_every)])
+
+  def __call__(self, x, segment_ids, mask) -> tuple[jax.Array, jax.Array]:
+    """x [B, T, d] -> (x, expert counts [global_every, E])."""
+    counts = []
+    for layer in self.layers:
+      x, c = layer(x, segment_ids, mask)
+      counts.append(c)
+    return x, jnp.stack(counts)
+
+
+def _layer_call(layer: DecoderLayer, x, segment_ids, mask):
+  return layer(x, segment_ids, mask)
+
+
 class AfmoeLM(nnx.Module):
-  """Token ids [B, T] -> (logits [B, T, V], expert counts [num MoE layers, E])."""
+  """Token ids [B, T] -> (logits [B, T, V], expert counts [num MoE layers, E]).
+
+  Attributes:
+    layers: the unscanned decoder layers in order (all of them unless `config.scan_layers`).
+    groups: with scanned layers, a `jaxpapers.nn.scan.Scanned` stack of `DecoderGroup`s
+      (layers `start .. start + G * global_every - 1` of `config.scan_plan()`), else None.
+  """
 
   def __init__(self, config: AfmoeConfig, *, rngs: nnx.Rngs):
     self.config = config
     init = nnx.initializers.normal(config.init_std)
-    self.embed = nnx.Param(init(rngs.params(), (config.vocab_size, config.d_model)))
-    self.layers = nnx.List([DecoderLayer(config, i, rngs=rngs) for i in range(config.num_layers)])
+    self.embed = pt.param(init(rngs.params(), (config.vocab_size, config.d_model)),
+                          (pt.VOCAB, pt.EMBED))
+    start, num_groups = config.scan_plan()
+    end = start + num_groups * config.global_every
+    self.layers = nnx.List([DecoderLayer(config, i, rngs=rngs) for i in range(start)])
+    self.groups = (scan.Scanned(lambda r: DecoderGroup(config, start, rngs=r), num_groups,
+                                rngs=rngs, remat=config.remat) if num_groups else None)
+    self.layers.extend(DecoderLayer(config, i, rngs=rngs) for i in range(end, config.num_layers))
     self.final_norm = RMSNorm(config.d_model)
-    self.head = nnx.Param(init(rngs.params(), (config.d_model, config.vocab_size)))
+    self.head = pt.param(init(rngs.params(), (config.d_model, config.vocab_size)),
+                         (pt.EMBED, pt.VOCAB))
 
-  def moe_layers(self) -> list[MoE]:
-    return [layer.mlp for layer in self.layers if isinstance(layer.mlp, MoE)]
+  def moe_layers(self) -> list[MoE | scan.LayerView]:
+    """Every MoE layer in layer order; a scanned one as a `scan.LayerView` of its group stack
+    (its `expert_bias` and `bias_momentum` read and write that layer's row)."""
+    start, num_groups = self.config.scan_plan()
+    unscanned = [layer.mlp for layer in self.layers]
+    scanned = [scan.layer_view(self.groups, g).layers[j].mlp
+               for g in range(num_groups) for j in range(self.config.global_every)]
+    moe = unscanned[:start] + scanned + unscanned[start:]
+    return [mlp for mlp in moe if not isinstance(mlp, SwiGLU)]
 
   def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
                mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     x = embed_lookup(self.embed[...], tokens) * math.sqrt(self.config.d_model)
-    counts = []
-    for layer in self.layers:
-      x, c = layer(x, segment_ids, mask)
+    start, _ = self.config.scan_plan()
+    call = scan.checkpointed(_layer_call, self.config.remat)
+    counts = []  # [E] per unscanned MoE layer, one [G * global_every, E] block for the groups
+    for i, layer in enumerate(self.layers):
+      if i == start and self.groups is not None:
+        x, c = self.groups(x, segment_ids, mask)  # c: [G, global_every, E]
+        counts.append(c.reshape(-1, c.shape[-1]))
+      x, c = call(layer, x, segment_ids, mask)
       if c is not None:
         counts.append(c)
+    if self.groups is None:
+      logits = self.final_norm(x) @ self.head[...]
+      stacked = jnp.stack(counts) if counts else jnp.zeros((0, self.config.num_experts))
+      return logits, stacked
+    if len(self.layers) == start:  # the groups end the model
+      x, c = self.groups(x, segment_ids, mask)
+      counts.append(c.reshape(-1, c.shape[-1]))
     logits = self.final_norm(x) @ self.head[...]
-    stacked = jnp.stack(counts) if counts else jnp.zeros((0, self.config.num_experts))
+    stacked = jnp.concatenate([c.reshape(-1, self.config.num_experts) for c in counts])
     return logits, stacked

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn.norms import RMSNorm
 from jaxpapers.nn.rope import rope
 
@@ -55,11 +56,12 @@ class GatedAttention(nnx.Module):
     if num_heads % num_kv_heads:
       raise ValueError(f"num_heads={num_heads} must be a multiple of num_kv_heads={num_kv_heads}")
     init = nnx.initializers.normal(init_std)
-    self.q = nnx.Param(init(rngs.params(), (d_model, num_heads * head_dim)))
-    self.k = nnx.Param(init(rngs.params(), (d_model, num_kv_heads * head_dim)))
-    self.v = nnx.Param(init(rngs.params(), (d_model, num_kv_heads * head_dim)))
-    self.gate = nnx.Param(init(rngs.params(), (d_model, num_heads * head_dim)))
-    self.o = nnx.Param(init(rngs.params(), (num_heads * head_dim, d_model)))
+    self.q = pt.param(init(rngs.params(), (d_model, num_heads * head_dim)), (pt.EMBED, pt.HEADS))
+    self.k = pt.param(init(rngs.params(), (d_model, num_kv_heads * head_dim)), (pt.EMBED, pt.KV))
+    self.v = pt.param(init(rngs.params(), (d_model, num_kv_heads * head_dim)), (pt.EMBED, pt.KV))
+    self.gate = pt.param(init(rngs.params(), (d_model, num_heads * head_dim)),
+                         (pt.EMBED, pt.HEADS))
+    self.o = pt.param(init(rngs.params(), (num_heads * head_dim, d_model)), (pt.HEADS, pt.EMBED))
     self.q_norm, self.k_norm = RMSNorm(head_dim), RMSNorm(head_dim)
     self.shape = (num_heads, num_kv_heads, head_dim)
     self.window, self.rope_theta = window, rope_theta
@@ -100,8 +102,10 @@ class CausalSelfAttention(nnx.Module):
                rngs: nnx.Rngs):
     if d_model % num_heads:
       raise ValueError(f"d_model={d_model} must be a multiple of num_heads={num_heads}")
-    self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False, rngs=rngs)
-    self.out = nnx.Linear(d_model, d_model, use_bias=False, rngs=rngs)
+    self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False, rngs=rngs,
+                          kernel_metadata=pt.metadata((pt.EMBED, pt.HEADS)))
+    self.out = nnx.Linear(d_model, d_model, use_bias=False, rngs=rngs,
+                          kernel_metadata=pt.metadata((pt.HEADS, pt.EMBED)))
     self.num_heads, self.rope_theta = num_heads, rope_theta
 
   def __call__(self, x: jax.Array) -> jax.Array:

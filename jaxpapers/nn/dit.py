@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jaxpapers.core.config import check
+from jaxpapers.nn import partitioning as pt
 
 AttentionFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -144,10 +145,14 @@ class DiTBlock(nnx.Module):
     self.num_heads = num_heads
     self.norm1 = nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6, rngs=rngs)
     self.norm2 = nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6, rngs=rngs)
-    self.qkv = nnx.Linear(width, 3 * width, rngs=rngs)
-    self.proj = nnx.Linear(width, width, rngs=rngs)
-    self.fc1 = nnx.Linear(width, mlp_ratio * width, rngs=rngs)
-    self.fc2 = nnx.Linear(mlp_ratio * width, width, rngs=rngs)
+    self.qkv = nnx.Linear(width, 3 * width, rngs=rngs, kernel_metadata=pt.metadata((pt.EMBED, pt.HEADS)),
+                          bias_metadata=pt.metadata((pt.HEADS,)))
+    self.proj = nnx.Linear(width, width, rngs=rngs, kernel_metadata=pt.metadata((pt.HEADS, pt.EMBED)))
+    self.fc1 = nnx.Linear(width, mlp_ratio * width, rngs=rngs,
+                          kernel_metadata=pt.metadata((pt.EMBED, pt.MLP)),
+                          bias_metadata=pt.metadata((pt.MLP,)))
+    self.fc2 = nnx.Linear(mlp_ratio * width, width, rngs=rngs,
+                          kernel_metadata=pt.metadata((pt.MLP, pt.EMBED)))
     self.ada = _zeros_linear(width, 6 * width, rngs)
 
   def __call__(self, x: jax.Array, c: jax.Array, attention: AttentionFn) -> jax.Array:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn import second_order
 from jaxpapers.nn.norms import RMSNorm
 from jaxpapers.nn.rope import rope
@@ -131,21 +132,22 @@ class Mixer(nnx.Module):
     h, d = config.num_heads, config.head_dim
     width = 3 * h * d
     init = nnx.initializers.lecun_normal()
-    self.qkv = nnx.Param(init(rngs.params(), (d_model, width), jnp.float32))
+    self.qkv = pt.param(init(rngs.params(), (d_model, width), jnp.float32), (pt.EMBED, pt.HEADS))
     if config.conv_size > 1:
       identity = jnp.zeros((config.conv_size, width), jnp.float32).at[-1].set(1.0)
       self.conv_kernel = nnx.Param(identity)
       self.conv_bias = nnx.Param(jnp.zeros((width,), jnp.float32))
-    self.w_decay = nnx.Param(init(rngs.params(), (d_model, h), jnp.float32))
+    self.w_decay = pt.param(init(rngs.params(), (d_model, h), jnp.float32), (pt.EMBED, None))
     b_decay = None
     if config.decay_bias:  # Mamba-2's dt init (paper Sec. 2.3): softplus(b) log-uniform in [1e-3, 1e-1]
       rate = jnp.exp(jax.random.uniform(rngs.params(), (h,), jnp.float32, jnp.log(1e-3),
                                         jnp.log(1e-1)))
       b_decay = nnx.Param(rate + jnp.log(-jnp.expm1(-rate)))  # inverse softplus
     self.b_decay = b_decay
-    self.w_dt = nnx.Param(init(rngs.params(), (d_model, h), jnp.float32)) if config.uses_dt else None
+    self.w_dt = (pt.param(init(rngs.params(), (d_model, h), jnp.float32), (pt.EMBED, None))
+                 if config.uses_dt else None)
     self.out_norm = RMSNorm(h * d) if config.kind == "mamba2s" else None
-    self.out = nnx.Param(init(rngs.params(), (h * d, d_model), jnp.float32))
+    self.out = pt.param(init(rngs.params(), (h * d, d_model), jnp.float32), (pt.HEADS, pt.EMBED))
 
   # ---- shared pieces ----
 

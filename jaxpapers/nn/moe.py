@@ -36,6 +36,7 @@ Two dispatch paths compute the same function:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal, NamedTuple
 
 import chex
@@ -43,8 +44,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
-Dispatch = Literal["dense", "ragged"]
+from jaxpapers.core.mesh import BATCH_AXES
+from jaxpapers.nn import partitioning
+
+Dispatch = Literal["dense", "ragged", "expert_parallel"]
+DISPATCHES: tuple[str, ...] = ("dense", "ragged", "expert_parallel")
+EXPERT_AXIS = "expert"  # the mesh axis that splits the routed experts
 
 _GATE_EPS = 1e-20
 
@@ -87,13 +94,21 @@ class SwiGLU(nnx.Module):
     init = nnx.initializers.normal(init_std)
     kwargs = dict(use_bias=False, kernel_init=init, dtype=dtype, param_dtype=jnp.float32,
                   rngs=rngs)
-    self.gate = nnx.Linear(d_model, width, **kwargs)
-    self.up = nnx.Linear(d_model, width, **kwargs)
-    self.down = nnx.Linear(width, d_model, **kwargs)
+    into = partitioning.metadata((partitioning.EMBED, partitioning.MLP))
+    self.gate = nnx.Linear(d_model, width, kernel_metadata=into, **kwargs)
+    self.up = nnx.Linear(d_model, width, kernel_metadata=into, **kwargs)
+    self.down = nnx.Linear(width, d_model, **kwargs, kernel_metadata=partitioning.metadata(
+        (partitioning.MLP, partitioning.EMBED)))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the MLP to the last axis of `x` (`[..., d] -> [..., d]`)."""
     return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+def _expert_axis_size() -> int:
+  """Size of the `expert` axis of the mesh in context (1 outside `jax.set_mesh` or without it)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return 1 if mesh.empty else dict(mesh.shape).get(EXPERT_AXIS, 1)
 
 
 def _explicit_axes() -> tuple[str, ...]:
@@ -105,12 +120,29 @@ def _explicit_axes() -> tuple[str, ...]:
                if kind == AxisType.Explicit)
 
 
+def _top_k_indices(values: jax.Array, k: int) -> jax.Array:
+  """`jax.lax.top_k(values, k)[1]`, per shard when `values` is split over Explicit mesh axes.
+
+  XLA's SPMD partitioner all-gathers the operand of its TopK custom call (seen on CPU, jax
+  0.10): the whole `[B, T, E]` scores of the global batch on every device. The selection is
+  per token, so under a batch-split Explicit type it runs inside `shard_map` instead.
+  """
+  spec = tuple(jax.typeof(values).sharding.spec)
+  spec += (None,) * (values.ndim - len(spec))
+  axes = {a for entry in spec if entry is not None
+          for a in (entry if isinstance(entry, tuple) else (entry,))}
+  if not axes or spec[-1] is not None:
+    return jax.lax.top_k(values, k)[1]
+  return jax.shard_map(lambda v: jax.lax.top_k(v, k)[1], in_specs=P(*spec), out_specs=P(*spec),
+                       axis_names=axes)(values)
+
+
 class MoE(nnx.Module):
   """Routed SwiGLU experts with a sigmoid top-k router, expert bias and shared experts.
 
-  Parameters (`nnx.Param`): `router [d, E]`, `gate_up [E, d, 2F]` (the first `F` output
-  columns are the gate projection, the last `F` the up projection), `down [E, F, d]`, and the
-  shared expert `shared` (a `SwiGLU` of width `F * num_shared`, absent when `num_shared=0`).
+  Parameters (`nnx.Param`, logical axes in brackets): `router [d, E]` (embed, -),
+  `gate [E, d, F]` and `up [E, d, F]` (expert, embed, mlp), `down [E, F, d]` (expert, mlp,
+  embed), and the shared expert `shared` (a `SwiGLU` of width `F * num_shared`, absent when `num_shared=0`).
   Router state (`RouterState`, float32 zeros): `expert_bias [E]`, `bias_momentum [E]`.
 
   Calling the layer on `x [B, T, d]` returns `(y [B, T, d], counts [E] float32)`.
@@ -131,7 +163,9 @@ class MoE(nnx.Module):
         `F * N_s`. 0 disables the shared expert.
       route_scale: multiplies the normalised gates of the routed experts (2.448 in Trinity
         Large, 1.0 in the HF AFMoE defaults).
-      dispatch: `"dense"` (all experts on all tokens) or `"ragged"` (sort + ragged_dot).
+      dispatch: `"dense"` (all experts on all tokens), `"ragged"` (sort + ragged_dot) or
+        `"expert_parallel"` (all-to-all to the devices of the mesh's `expert` axis that hold
+        the experts; the ragged path without such an axis). See the module docstring.
       router_init_std: standard deviation of the router's normal init. The HF code uses zeros;
         a small normal init gives non-degenerate routing from step 0 (our default).
       init_std: standard deviation of the normal init of the expert kernels.
@@ -142,8 +176,8 @@ class MoE(nnx.Module):
     Raises:
       ValueError: on an unknown `dispatch`, or a `top_k` outside `[1, num_experts]`.
     """
-    if dispatch not in ("dense", "ragged"):
-      raise ValueError(f"dispatch={dispatch!r} is invalid: use 'dense' or 'ragged'")
+    if dispatch not in DISPATCHES:
+      raise ValueError(f"dispatch={dispatch!r} is invalid: use one of {DISPATCHES}")
     if not 1 <= top_k <= num_experts:
       raise ValueError(f"top_k={top_k} is invalid: must be in [1, num_experts={num_experts}]")
     if num_shared < 0:
@@ -152,11 +186,16 @@ class MoE(nnx.Module):
     self.expert_width, self.num_shared = expert_width, num_shared
     self.route_scale, self.dispatch, self.dtype = route_scale, dispatch, dtype
     e, d, f = num_experts, d_model, expert_width
-    self.router = nnx.Param(
-        nnx.initializers.normal(router_init_std)(rngs.params(), (d, e), jnp.float32))
+    self.router = partitioning.param(
+        nnx.initializers.normal(router_init_std)(rngs.params(), (d, e), jnp.float32),
+        (partitioning.EMBED, None))
     expert_init = nnx.initializers.normal(init_std)
-    self.gate_up = nnx.Param(expert_init(rngs.params(), (e, d, 2 * f), jnp.float32))
-    self.down = nnx.Param(expert_init(rngs.params(), (e, f, d), jnp.float32))
+    gate_up = expert_init(rngs.params(), (e, d, 2 * f), jnp.float32)  # one draw: gate, then up
+    expert_in = (partitioning.EXPERT, partitioning.EMBED, partitioning.MLP)
+    self.gate = partitioning.param(gate_up[..., :f], expert_in)
+    self.up = partitioning.param(gate_up[..., f:], expert_in)
+    self.down = partitioning.param(expert_init(rngs.params(), (e, f, d), jnp.float32),
+                                   (partitioning.EXPERT, partitioning.MLP, partitioning.EMBED))
     self.shared = (SwiGLU(d, f * num_shared, init_std=init_std, dtype=dtype, rngs=rngs)
                    if num_shared > 0 else None)
     self.expert_bias = RouterState(jnp.zeros((e,), jnp.float32))
@@ -168,7 +207,7 @@ class MoE(nnx.Module):
     scores = jax.nn.sigmoid(logits)
     # The bias only ranks experts: selection is not differentiable and the bias gets no gradient.
     biased = jax.lax.stop_gradient(scores + self.expert_bias[...])
-    _, selected = jax.lax.top_k(biased, self.top_k)
+    selected = _top_k_indices(biased, self.top_k)
     chosen = jnp.take_along_axis(scores, selected, axis=-1)
     gates = chosen / (jnp.sum(chosen, axis=-1, keepdims=True) + _GATE_EPS) * self.route_scale
     return Routing(scores, selected.astype(jnp.int32), gates)
@@ -190,6 +229,8 @@ class MoE(nnx.Module):
     counts = self._counts(routing.selected, mask)
     if self.dispatch == "dense":
       routed = self._dense(x, routing)
+    elif self.dispatch == "expert_parallel" and _expert_axis_size() > 1:
+      routed = self._expert_parallel(x, routing)
     else:
       routed = self._ragged(x, routing)
     y = routed if self.shared is None else routed + self.shared(x.astype(self.dtype))
@@ -209,20 +250,22 @@ class MoE(nnx.Module):
     that projection is one contraction over (expert, width) and no `[B, T, E, d]` array of
     per-expert outputs is formed.
     """
-    f = self.expert_width
     xc = x.astype(self.dtype)
-    h = jnp.einsum("btd,edf->btef", xc, self.gate_up[...].astype(self.dtype))
-    act = jax.nn.silu(h[..., :f]) * h[..., f:]
+    gate, up, down = (partitioning.unsplit(w[...]).astype(self.dtype)
+                      for w in (self.gate, self.up, self.down))
+    gate = jnp.einsum("btd,edf->btef", xc, gate)
+    up = jnp.einsum("btd,edf->btef", xc, up)
+    act = jax.nn.silu(gate) * up
     combine = jnp.einsum("btk,btke->bte", routing.gates,
                          jax.nn.one_hot(routing.selected, self.num_experts, dtype=jnp.float32))
     act = act * combine.astype(self.dtype)[..., None]
-    return jnp.einsum("btef,efd->btd", act, self.down[...].astype(self.dtype))
+    return jnp.einsum("btef,efd->btd", act, down)
 
   def _ragged(self, x: jax.Array, routing: Routing) -> jax.Array:
     """Sort the `N K` assignments by expert, two `ragged_dot`s, unsort, sum over slots."""
-    dispatch = functools.partial(_ragged_dispatch, expert_width=self.expert_width,
-                                 dtype=self.dtype)
-    args = (x, routing.selected, routing.gates, self.gate_up[...], self.down[...])
+    dispatch = functools.partial(_ragged_dispatch, dtype=self.dtype)
+    args = (x, routing.selected, routing.gates,
+            *(partitioning.unsplit(w[...]) for w in (self.gate, self.up, self.down)))
     if _explicit_axes():
       # Under an Explicit mesh this path cannot be typed: sort refuses an operand split over
       # the sorted axis, the token gather and the scatter have ambiguous output shardings, and
@@ -236,23 +279,104 @@ class MoE(nnx.Module):
     return dispatch(*args)
 
 
-def _ragged_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate_up: jax.Array,
-                     down: jax.Array, *, expert_width: int, dtype: jnp.dtype) -> jax.Array:
+  def _expert_parallel(self, x: jax.Array, routing: Routing) -> jax.Array:
+    """Expert-parallel dispatch: all-to-all over `expert` inside `jax.shard_map`.
+
+    The batch is split over the mesh's batch axes (`data`, `fsdp`, `expert`, those present),
+    the expert kernels over `expert` on their leading axis, and every other mesh axis
+    (`tensor`) stays Auto inside the map. Routing (and so `counts`) was computed outside it,
+    on the global batch.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    sizes = dict(mesh.shape)
+    ep, e = sizes[EXPERT_AXIS], self.num_experts
+    if e % ep:
+      raise ValueError(f"dispatch='expert_parallel': num_experts={e} is not divisible by the "
+                       f"mesh's expert axis ({ep} devices)")
+    batch_axes = tuple(a for a in BATCH_AXES if a in sizes)
+    shards = math.prod(sizes[a] for a in batch_axes)
+    if x.shape[0] % shards:
+      raise ValueError(f"dispatch='expert_parallel': batch {x.shape[0]} is not divisible by the "
+                       f"{shards} devices of the mesh axes {batch_axes}")
+    batch, experts = P(batch_axes), P(EXPERT_AXIS)
+    dispatch = jax.shard_map(
+        functools.partial(_expert_parallel_dispatch, axis=EXPERT_AXIS, dtype=self.dtype),
+        mesh=mesh, in_specs=(batch, batch, batch, experts, experts, experts), out_specs=batch,
+        axis_names=set(batch_axes))
+    y = dispatch(x, routing.selected, routing.gates, self.gate[...], self.up[...],
+                 self.down[...])
+    if _explicit_axes():  # hand y back with x's sharding (a no-op for a batch-split x)
+      y = jax.sharding.reshard(y, jax.typeof(x).sharding.spec)
+    return y
+
+def _ragged_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate: jax.Array,
+                     up: jax.Array, down: jax.Array, *, dtype: jnp.dtype) -> jax.Array:
   """Routed experts by sorting: `x [B, T, d]`, `selected, gates [B, T, K]` -> `[B, T, d]`."""
   b, t, d = x.shape
-  k, e, f = selected.shape[-1], gate_up.shape[0], expert_width
+  k, e = selected.shape[-1], gate.shape[0]
   n = b * t
   xc = x.reshape(n, d).astype(dtype)
   flat_experts = selected.reshape(n * k)
   order = jnp.argsort(flat_experts, stable=True)              # assignment slots, grouped by expert
   group_sizes = jnp.sum(jax.nn.one_hot(flat_experts, e, dtype=jnp.int32), axis=0)
   tokens = xc[order // k]                                     # [N K, d]
-  h = jax.lax.ragged_dot(tokens, gate_up.astype(dtype), group_sizes)
-  act = jax.nn.silu(h[:, :f]) * h[:, f:]
+  act = (jax.nn.silu(jax.lax.ragged_dot(tokens, gate.astype(dtype), group_sizes))
+         * jax.lax.ragged_dot(tokens, up.astype(dtype), group_sizes))
   out = jax.lax.ragged_dot(act, down.astype(dtype), group_sizes)                  # [N K, d]
   out = out * gates.reshape(n * k)[order][:, None].astype(dtype)
   inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
   return out[inverse].reshape(b, t, k, d).sum(axis=2)
+
+
+def _local_experts(rows: jax.Array, ids: jax.Array, gate: jax.Array, up: jax.Array,
+                   down: jax.Array, *, dtype: jnp.dtype) -> jax.Array:
+  """SwiGLU expert `ids[r]` on `rows[r]` (`[R, d]`), by sort + `ragged_dot`; `ids[r] = E_l`
+  (the local expert count) marks a padding row, whose output is 0."""
+  e_local = gate.shape[0]
+  order = jnp.argsort(ids, stable=True)                 # padding (id E_l) sorts last
+  group_sizes = jnp.sum(jax.nn.one_hot(ids, e_local, dtype=jnp.int32), axis=0)
+  sorted_rows = rows[order]
+  act = (jax.nn.silu(jax.lax.ragged_dot(sorted_rows, gate.astype(dtype), group_sizes))
+         * jax.lax.ragged_dot(sorted_rows, up.astype(dtype), group_sizes))
+  out = jax.lax.ragged_dot(act, down.astype(dtype), group_sizes)
+  out = jnp.where((ids[order] < e_local)[:, None], out, 0)
+  return jnp.zeros_like(out).at[order].set(out, unique_indices=True)
+
+
+def _expert_parallel_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array,
+                              gate: jax.Array, up: jax.Array, down: jax.Array, *, axis: str,
+                              dtype: jnp.dtype) -> jax.Array:
+  """One device's part of the expert-parallel dispatch (inside `shard_map`).
+
+  `x [b, t, d]`, `selected, gates [b, t, K]`: this device's tokens and their global expert
+  indices; `gate, up [E_l, d, F]`, `down [E_l, F, d]`: this device's `E_l = E / P` experts
+  (device `p` of the `P` along `axis` holds experts `p E_l ... (p + 1) E_l - 1`). Each
+  device sends every one of its `A = b t K` assignments to the device of its expert, in a
+  `[P, A, d]` buffer (capacity `A` per destination: nothing is dropped), computes its experts
+  on the `[P, A, d]` it receives, and the inverse all-to-all brings the results back.
+  """
+  b, t, d = x.shape
+  k, e_local = selected.shape[-1], gate.shape[0]
+  p = jax.lax.axis_size(axis)
+  a = b * t * k
+  flat = selected.reshape(a)
+  order = jnp.argsort(flat, stable=True)                # by expert, hence by destination
+  expert = flat[order]
+  dest = expert // e_local
+  sent = jnp.sum(jax.nn.one_hot(dest, p, dtype=jnp.int32), axis=0)           # [P]
+  slot = jnp.arange(a, dtype=jnp.int32) - (jnp.cumsum(sent) - sent)[dest]   # row in dest's block
+  tokens = x.reshape(b * t, d).astype(dtype)[order // k]                     # [A, d]
+  send = jnp.zeros((p, a, d), dtype).at[dest, slot].set(tokens, unique_indices=True)
+  ids = jnp.full((p, a), e_local, jnp.int32).at[dest, slot].set(
+      expert % e_local, unique_indices=True)
+  recv = jax.lax.all_to_all(send, axis, 0, 0)          # recv[q]: what device q sent here
+  recv_ids = jax.lax.all_to_all(ids, axis, 0, 0)
+  out = _local_experts(recv.reshape(p * a, d), recv_ids.reshape(p * a), gate, up, down,
+                       dtype=dtype)
+  back = jax.lax.all_to_all(out.reshape(p, a, d), axis, 0, 0)  # back[q]: q's results for us
+  out = back[dest, slot] * gates.reshape(a)[order][:, None].astype(dtype)   # [A, d], sorted
+  out = jnp.zeros_like(out).at[order].set(out, unique_indices=True)
+  return out.reshape(b, t, k, d).sum(axis=2)
 
 
 def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int) -> jax.Array:

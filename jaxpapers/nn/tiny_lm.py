@@ -18,6 +18,11 @@ training loop flattens parameters in sorted-key order, and optimizers with a glo
 (gradient clipping) sum over leaves in that order, so this layout keeps the summation order, and
 thus the training numbers, of the experiments' original models. Any other MLP (SwiGLU, an MoE)
 is passed as `mlp=factory`; the block then holds it as `layers[l].mlp`.
+
+With `scan_layers=True` the blocks are one `jaxpapers.nn.scan.Scanned` stack run by `nnx.scan`
+(one compiled block whatever the depth): `layers.scanned` holds every block's parameters on a
+leading `[num_layers]` axis (logical name `layers`). `remat` ("none" | "full" | "dots")
+rematerializes each block in the backward pass, scanned or not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections.abc import Callable
 import jax
 from flax import nnx
 
+from jaxpapers.nn import partitioning as pt
+from jaxpapers.nn import scan
 from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.norms import RMSNorm
 
@@ -52,8 +59,11 @@ class TinyLMBlock(nnx.Module):
     self.mixer = mixer
     self.mlp_norm = RMSNorm(d_model)
     if mlp is None:
-      self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs)
-      self.down = nnx.Linear(mlp_hidden, d_model, use_bias=mlp_bias, rngs=rngs)
+      self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs,
+                           kernel_metadata=pt.metadata((pt.EMBED, pt.MLP)),
+                           bias_metadata=pt.metadata((pt.MLP,)))
+      self.down = nnx.Linear(mlp_hidden, d_model, use_bias=mlp_bias, rngs=rngs,
+                             kernel_metadata=pt.metadata((pt.MLP, pt.EMBED)))
     self.mlp = mlp
 
   def _mlp(self, x: jax.Array) -> jax.Array:
@@ -79,26 +89,40 @@ class TinyLM(nnx.Module):
     mlp: `mlp(rngs)` builds one layer's MLP in place of the GELU MLP (called after its mixer).
     embed_std: standard deviation of the normal embedding init.
     head_bias: a bias on the read-out head.
+    scan_layers: stack the blocks and run them under `nnx.scan` (default: a list of blocks;
+      the parameters and outputs of the unscanned model do not depend on `remat`).
+    remat: rematerialization of every block: "none", "full" or "dots" (`jaxpapers.nn.scan`).
     rngs: parameter initialization.
 
   Attributes:
     embed: `[vocab_size, d_model]` embedding table.
-    layers: the `TinyLMBlock`s (`layers[l].mixer`, `layers[l].up`, `layers[l].down`, ...).
+    layers: the `TinyLMBlock`s (`layers[l].mixer`, `layers[l].up`, `layers[l].down`, ...), or
+      with `scan_layers` a `Scanned` stack of them (`layers.scanned.up.kernel` is
+      `[num_layers, d_model, mlp_hidden]`).
     norm: final RMSNorm.
     head: read-out `nnx.Linear(d_model, vocab_size)`.
   """
 
   def __init__(self, vocab_size: int, d_model: int, num_layers: int, *, mixer: MixerFactory,
                mlp_hidden: int, mlp_bias: bool = True, mlp: MLPFactory | None = None,
-               embed_std: float = 0.02, head_bias: bool = True, rngs: nnx.Rngs):
+               embed_std: float = 0.02, head_bias: bool = True, scan_layers: bool = False,
+               remat: str = "none", rngs: nnx.Rngs):
     if min(vocab_size, d_model, num_layers, mlp_hidden) < 1:
       raise ValueError("vocab_size, d_model, num_layers and mlp_hidden must be >= 1; got "
                        f"{vocab_size}, {d_model}, {num_layers}, {mlp_hidden}")
-    self.embed = nnx.Param(nnx.initializers.normal(embed_std)(rngs.params(), (vocab_size, d_model)))
-    self.layers = nnx.List([self._block(d_model, mixer, mlp_hidden, mlp_bias, mlp, rngs)
-                            for _ in range(num_layers)])
+    scan.check_remat(remat)
+    self.scan_layers, self.remat = scan_layers, remat
+    self.embed = pt.param(nnx.initializers.normal(embed_std)(rngs.params(), (vocab_size, d_model)),
+                          (pt.VOCAB, pt.EMBED))
+    make = lambda r: self._block(d_model, mixer, mlp_hidden, mlp_bias, mlp, r)
+    if scan_layers:
+      self.layers = scan.Scanned(make, num_layers, rngs=rngs, remat=remat)
+    else:
+      self.layers = nnx.List([make(rngs) for _ in range(num_layers)])
     self.norm = RMSNorm(d_model)
-    self.head = nnx.Linear(d_model, vocab_size, use_bias=head_bias, rngs=rngs)
+    self.head = nnx.Linear(d_model, vocab_size, use_bias=head_bias, rngs=rngs,
+                           kernel_metadata=pt.metadata((pt.EMBED, pt.VOCAB)),
+                           bias_metadata=pt.metadata((pt.VOCAB,)))
 
   @staticmethod
   def _block(d_model, mixer, mlp_hidden, mlp_bias, mlp, rngs) -> TinyLMBlock:
@@ -109,6 +133,18 @@ class TinyLM(nnx.Module):
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """Logits `[batch, seq, vocab_size]` of int tokens `[batch, seq]`."""
     x = embed_lookup(self.embed[...], tokens)
-    for layer in self.layers:
-      x = layer(x)
+    if self.scan_layers:
+      x, _ = self.layers(x, body=_block_step)
+    else:
+      call = scan.checkpointed(_block_call, self.remat)
+      for layer in self.layers:
+        x = call(layer, x)
     return self.head(self.norm(x))
+
+
+def _block_call(block: TinyLMBlock, x: jax.Array) -> jax.Array:
+  return block(x)
+
+
+def _block_step(block: TinyLMBlock, x: jax.Array) -> tuple[jax.Array, None]:
+  return block(x), None

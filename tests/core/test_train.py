@@ -15,6 +15,7 @@ from jaxpapers import data
 from jaxpapers.core.config import MeshConfig, TrainConfig
 from jaxpapers.core.mesh import make_mesh
 from jaxpapers.core.train import Task, Trainer, params_checksum
+from jaxpapers.nn import partitioning as pt
 
 X = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
 Y = (X @ np.linspace(-1, 1, 8) + np.sin(X[:, 0])).astype(np.float32)
@@ -27,8 +28,9 @@ class Counter(nnx.Variable):
 class MLP(nnx.Module):
 
   def __init__(self, *, rngs: nnx.Rngs):
-    self.l1 = nnx.Linear(8, 32, rngs=rngs)
-    self.l2 = nnx.Linear(32, 1, rngs=rngs)
+    self.l1 = nnx.Linear(8, 32, rngs=rngs, kernel_metadata=pt.metadata((pt.EMBED, pt.MLP)),
+                         bias_metadata=pt.metadata((pt.MLP,)))
+    self.l2 = nnx.Linear(32, 1, rngs=rngs, kernel_metadata=pt.metadata((pt.MLP, pt.EMBED)))
     self.updates = Counter(jnp.zeros((), jnp.int32))
     self.last_loss = Counter(jnp.zeros(()))
 
@@ -72,6 +74,7 @@ def one_device():
 
 
 @pytest.mark.parametrize("mesh", [MeshConfig(data=8), MeshConfig(data=4, fsdp=2), MeshConfig(data=2, fsdp=2, expert=2),
+                                  MeshConfig(data=2, fsdp=2, tensor=2),
                                   MeshConfig(data=2, fsdp=4, axis_types="auto")])
 def test_sharded_training_equals_one_device(one_device, mesh):
   reference, ref_result = one_device
@@ -79,8 +82,11 @@ def test_sharded_training_equals_one_device(one_device, mesh):
   result = trainer.run()
   np.testing.assert_allclose(result.final_metrics["mse"], ref_result.final_metrics["mse"], rtol=1e-5)
   chex.assert_trees_all_close(as_numpy(trainer.params()), as_numpy(reference.params()), rtol=2e-5, atol=2e-6)
-  if mesh.fsdp > 1:  # the hidden kernel [8, 32] is stored split over fsdp
-    assert trainer.params()["l1"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
+  # the hidden kernel [8, 32] (embed, mlp) is stored split over fsdp and tensor
+  expected = jax.sharding.PartitionSpec("fsdp" if mesh.fsdp > 1 else None,
+                                        "tensor" if mesh.tensor > 1 else None)
+  kernel = trainer.params()["l1"]["kernel"]
+  assert kernel.sharding.is_equivalent_to(jax.NamedSharding(trainer.mesh, expected), 2)
 
 
 def test_same_seed_same_bits_other_seed_other_bits(one_device):

@@ -3,6 +3,8 @@
 import chex
 import jax
 import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
 
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.experiments.trinity.run import EXPERIMENT
@@ -20,9 +22,17 @@ def _biases(trainer):
   return np.stack([np.asarray(m.expert_bias[...]) for m in trainer.model.moe_layers()])
 
 
-def test_sharded_step_equals_one_device_and_smebu_sees_global_loads():
-  one, one_result = _run(["mesh.data=1"])
-  sharded, sharded_result = _run(["mesh.data=2", "mesh.fsdp=2", "mesh.expert=2"])
+@pytest.fixture(scope="module")
+def one_device():
+  return _run(["mesh.data=1"])
+
+
+@pytest.mark.parametrize("mesh", [("mesh.data=2", "mesh.fsdp=2", "mesh.expert=2"),
+                                  ("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"),
+                                  ("mesh.fsdp=2", "mesh.expert=2", "mesh.tensor=2")])
+def test_sharded_step_equals_one_device_and_smebu_sees_global_loads(one_device, mesh):
+  one, one_result = one_device
+  sharded, sharded_result = _run(list(mesh))
   params = jax.tree.map(np.asarray, jax.device_get(one.params()))
   sharded_params = jax.tree.map(np.asarray, jax.device_get(sharded.params()))
   chex.assert_trees_all_close(sharded_params, params, rtol=1e-4, atol=1e-5)
@@ -32,8 +42,12 @@ def test_sharded_step_equals_one_device_and_smebu_sees_global_loads():
   np.testing.assert_allclose(_biases(sharded), _biases(one), atol=1e-7)
   np.testing.assert_allclose(sharded_result.final_metrics["train_loss"],
                              one_result.final_metrics["train_loss"], rtol=1e-5)
-  spec = sharded.params()["layers"][1]["mlp"]["gate_up"].sharding.spec
-  assert spec[0] == "expert"  # expert kernels stored split over the expert axis
+  # stored layouts follow the logical names: experts (expert, embed, mlp), attention (embed, heads)
+  layer = sharded.params()["layers"][1]
+  expert = "expert" if "mesh.expert=2" in mesh else None
+  tensor = "tensor" if "mesh.tensor=2" in mesh else None
+  assert layer["mlp"]["gate"].sharding.spec == P(expert, "fsdp", tensor)
+  assert layer["attn"]["q"].sharding.spec == P("fsdp", tensor)
 
 
 def test_smoke_report_covers_router_rsdb_muon_and_lm(smoke_report):
