@@ -21,7 +21,7 @@ with the batch sharded over devices that sum is the global load. The trainer tur
 bias updates (SMEBU or the sign rule) outside autodiff: `expert_bias` and `bias_momentum` are `RouterState`
 variables, not `nnx.Param`, so `nnx.Optimizer(model, tx, wrt=nnx.Param)` never sees them.
 
-Two dispatch paths compute the same function:
+Three dispatch paths compute the same function:
 
 - `"dense"`: every expert runs on every token (one einsum over the expert axis) and a
   one-hot gate matrix combines them. `E / K` times the useful FLOPs; for tiny shapes.
@@ -31,6 +31,22 @@ Two dispatch paths compute the same function:
   and differentiable. On CPU, jax lowers `ragged_dot` to a masked dense contraction (K times
   the dense path's FLOPs), so this path only pays off where XLA has a ragged kernel (GPU, TPU).
   Under an Explicit mesh it runs with the mesh axes switched to Auto (see `MoE._ragged`).
+- `"expert_parallel"`: tokens travel to the devices that hold their experts and back, the
+  all-to-all dispatch of GShard (arXiv 2006.16668, section 2; MaxText's MoE does the same in
+  `shard_map`). Under a mesh whose `expert` axis has `P > 1` devices, inside `jax.shard_map`
+  over the batch axes (`data`, `fsdp`, `expert`; `tensor` stays Auto, so the compiler still
+  splits the experts' hidden width): device `p` holds experts `p E / P ... (p + 1) E / P - 1`
+  (the kernels' leading axis split over `expert`) and its share of the batch. It sorts its
+  `A = b t K` local assignments by expert (hence by destination), sends them with
+  `jax.lax.all_to_all` over `expert` in a `[P, A, d]` buffer (capacity `A` per destination:
+  no token is ever dropped, so the result is exact; `ragged_all_to_all` does not lower on
+  CPU), runs its local experts on what it received (sort + `ragged_dot`), and the inverse
+  all-to-all brings the outputs back, which are gated, unsorted and summed over the slots.
+  The received buffer is `P A` rows: memory is traded for exactness (a capacity factor would
+  shrink it by dropping overflow). Routing and the loads stay outside the map, on the global
+  batch, so `counts` (what SMEBU balances) are the global loads. With no mesh in context or an
+  `expert` axis of size 1 this path is `"ragged"`; `"dense"` and `"ragged"` keep their meaning
+  under any mesh (they replicate the kernels).
 """
 
 from __future__ import annotations
@@ -273,11 +289,9 @@ class MoE(nnx.Module):
       # never does, so even an all-gathered input fails in the backward pass. The simple fix:
       # run the dispatch with the mesh axes switched to Auto (the XLA partitioner chooses the
       # intermediate shardings, inserting collectives as needed) and hand y back with x's
-      # sharding. Expert parallelism (all-to-all dispatch in shard_map) would be the
-      # scalable alternative.
+      # sharding. `dispatch="expert_parallel"` is the scalable alternative.
       dispatch = jax.sharding.auto_axes(dispatch, out_sharding=jax.typeof(x).sharding.spec)
     return dispatch(*args)
-
 
   def _expert_parallel(self, x: jax.Array, routing: Routing) -> jax.Array:
     """Expert-parallel dispatch: all-to-all over `expert` inside `jax.shard_map`.

@@ -9,6 +9,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxpapers.nn import moe as moe_lib
+from jaxpapers.nn import partitioning
 
 D, E, K, F = 8, 6, 2, 12
 # Large enough inits that every term of the output is far above float32 round-off.
@@ -33,7 +34,8 @@ def _silu(v):
 def _reference(model, x):
   """Per-token loop in float64 numpy, straight from the router equations (DeepSeek-V3 style)."""
   router = np.asarray(model.router[...], np.float64)
-  gate_up = np.asarray(model.gate_up[...], np.float64)
+  gate = np.asarray(model.gate[...], np.float64)
+  up = np.asarray(model.up[...], np.float64)
   down = np.asarray(model.down[...], np.float64)
   bias = np.asarray(model.expert_bias[...], np.float64)
   xs = np.asarray(x, np.float64).reshape(-1, D)
@@ -43,8 +45,7 @@ def _reference(model, x):
     chosen = np.argsort(-(s + bias), kind="stable")[:model.top_k]
     for i in chosen:
       g = s[i] / (s[chosen].sum() + 1e-20) * model.route_scale
-      h = u @ gate_up[i]
-      out[n] += g * ((_silu(h[:F]) * h[F:]) @ down[i])
+      out[n] += g * ((_silu(u @ gate[i]) * (u @ up[i])) @ down[i])
     if model.shared is not None:
       sh = model.shared
       wg, wu, wd = (np.asarray(m.kernel[...], np.float64) for m in (sh.gate, sh.up, sh.down))
@@ -87,7 +88,7 @@ def test_ragged_matches_dense_forward_and_gradients():
   np.testing.assert_allclose(lr, ld, rtol=1e-5)
   flat_d, flat_r = jax.tree.leaves_with_path(gd), jax.tree.leaves_with_path(gr)
   assert [p for p, _ in flat_d] == [p for p, _ in flat_r]
-  assert len(flat_d) == 6  # router, gate_up, down, shared gate/up/down
+  assert len(flat_d) == 7  # router, gate, up, down, shared gate/up/down
   for (path, a), (_, b) in zip(flat_d, flat_r):
     assert np.abs(a).max() > 0, path
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=str(path))
@@ -121,7 +122,10 @@ def test_bias_only_changes_selection(dispatch):
 def test_router_state_is_not_a_param_and_gets_no_gradient():
   model = _make()
   params = nnx.state(model, nnx.Param)
-  assert set(nnx.to_pure_dict(params)) == {"router", "gate_up", "down", "shared"}
+  assert set(nnx.to_pure_dict(params)) == {"router", "gate", "up", "down", "shared"}
+  assert model.gate.shape == model.up.shape == (E, D, F) and model.down.shape == (E, F, D)
+  assert partitioning.names_of(model.gate) == ("expert", "embed", "mlp")
+  assert partitioning.names_of(model.down) == ("expert", "mlp", "embed")
   router_state = nnx.state(model, moe_lib.RouterState)
   assert set(nnx.to_pure_dict(router_state)) == {"expert_bias", "bias_momentum"}
   for v in jax.tree.leaves(router_state):
