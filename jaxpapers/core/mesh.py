@@ -21,6 +21,7 @@ without an `out_sharding` on every matmul.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -131,6 +132,19 @@ def without_axes(spec: P, axes: tuple[str, ...]) -> P:
     kept = tuple(a for a in (entry if isinstance(entry, tuple) else (entry,)) if a not in axes)
     return None if not kept else kept[0] if len(kept) == 1 else kept
   return P(*(keep(e) for e in spec))
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULES):
+  """`jax.set_mesh(mesh)` with flax's logical axis rules set to `rules` (MaxText's pairing).
+
+  Inside it, flax maps logical names to mesh axes wherever it reads them itself (e.g.
+  `nnx.eval_shape` of an annotated module gives abstract arrays with their NamedShardings).
+  """
+  flax_rules = tuple((name, None if not axes else axes[0] if len(axes) == 1 else axes)
+                     for name, axes in rules)
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(flax_rules):
+    yield
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:

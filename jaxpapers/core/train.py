@@ -25,7 +25,6 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core.checkpoint import Checkpointer
@@ -182,7 +181,7 @@ class Trainer:
                rules: mesh_lib.Rules = mesh_lib.DEFAULT_RULES):
     self._prepare(task, config, mesh, rules)
     self.workdir = None if workdir is None else Path(workdir)
-    with jax.set_mesh(mesh):
+    with mesh_lib.use_mesh(mesh, rules):
       state = jax.jit(lambda: self._init_state(*self._init_modules()),
                       out_shardings=self.shardings)()
     self._treedef = jax.tree.structure(state)
@@ -208,7 +207,7 @@ class Trainer:
   def _prepare(self, task: Task, config: TrainConfig, mesh: jax.sharding.Mesh,
                rules: mesh_lib.Rules) -> None:
     """Everything but the state: graph definitions, shardings, abstract state, jitted steps."""
-    self.task, self.config, self.mesh = task, config, mesh
+    self.task, self.config, self.mesh, self.rules = task, config, mesh, rules
     abstract = nnx.eval_shape(self._init_modules)  # outside the mesh: names are not mesh axes
     self._model_def, self._opt_def = nnx.graphdef(abstract[0]), nnx.graphdef(abstract[1])
     abstract_state = self._init_state(*abstract)
@@ -228,7 +227,7 @@ class Trainer:
   def lower_train_step(self, batch: Any) -> jax.stages.Lowered:
     """The jitted train step lowered on `abstract_state` and `batch` (ShapeDtypeStructs or
     arrays with the batch sharding), for its compiled memory and cost analyses."""
-    with jax.set_mesh(self.mesh):
+    with mesh_lib.use_mesh(self.mesh, self.rules):
       return self._train_step.lower(jax.tree.leaves(self.abstract_state), batch)
 
   @property
@@ -324,7 +323,7 @@ class Trainer:
   def evaluate(self) -> dict[str, float]:
     if self._eval_step is None:
       return {}
-    with jax.set_mesh(self.mesh):
+    with mesh_lib.use_mesh(self.mesh, self.rules):
       return {k: float(v) for k, v in jax.device_get(self._eval_step(self._leaves)).items()}
 
   def run(self, callback: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
@@ -352,7 +351,7 @@ class Trainer:
     data = _DeviceBatches(self.task.train_data, self.mesh)
     t0, s0 = time.perf_counter(), self.step
     try:
-      with _StopFlag() as stop, jax.set_mesh(self.mesh):
+      with _StopFlag() as stop, mesh_lib.use_mesh(self.mesh, self.rules):
         while self.step < cfg.steps:
           if cfg.eval_every and self.step % cfg.eval_every == 0:
             record("eval", self.evaluate())
