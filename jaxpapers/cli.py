@@ -1,4 +1,4 @@
-"""The `jaxpapers` command: list | reproduce | train | bench (ARCHITECTURE.md section 3).
+"""The `jaxpapers` command: list | reproduce | train | plan | bench (ARCHITECTURE.md section 3).
 
 Thin by design: it parses arguments, starts jax.distributed when asked, shows progress, and
 calls experiments/ and core/. Bad input ends with one line on stderr and exit code 2.
@@ -17,6 +17,7 @@ from jaxpapers.core import noise
 from jaxpapers.core.errors import UsageError
 
 EXIT_FAILED_CLAIMS = 1
+EXIT_DOES_NOT_FIT = 1  # `plan`: the step does not fit --device-memory (the record is printed)
 EXIT_USAGE = 2
 EXIT_STOPPED = 143  # SIGTERM: checkpoint saved, run the same command to resume
 
@@ -53,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument("--process-id", type=int)
   train.add_argument("--no-progress", action="store_true", help="no progress bar")
   train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+  plan = commands.add_parser("plan", help="compile a stage's train step for N devices from "
+                             "abstract inputs: parameters, bytes per device, FLOPs, fit")
+  plan.add_argument("name", help="experiment name")
+  plan.add_argument("--preset", default="small", choices=("smoke", "small", "paper"))
+  plan.add_argument("--stage", help="stage of a multi-stage experiment (default: the last)")
+  plan.add_argument("--devices", type=int, help="devices to plan for (default: the local ones; "
+                    "more than those: fake CPU devices in a subprocess)")
+  plan.add_argument("--device-memory", metavar="SIZE",
+                    help="memory of one device, e.g. 80GB (10^9 bytes) or 16GiB (2^30 bytes)")
+  plan.add_argument("--json", action="store_true", help="print one JSON object")
+  plan.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
   bench = commands.add_parser("bench", help="a benchmark; prints a table, writes JSON")
   bench.add_argument("name", help="benchmark name")
@@ -177,6 +190,14 @@ def _train(args) -> int:
   return 0
 
 
+def _plan(args) -> int:
+  from jaxpapers.core import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  record = plan_lib.plan(args.name, args.preset, args.stage, args.devices, args.device_memory,
+                         args.overrides)
+  print(json.dumps(record) if args.json else plan_lib.format_table(record))
+  return EXIT_DOES_NOT_FIT if record["fits"] is False else 0
+
+
 def _bench(args) -> int:
   from jaxpapers.core import bench as bench_lib  # pylint: disable=g-import-not-at-top
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
@@ -199,7 +220,7 @@ def _bench(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
-  if args.command in ("train", "reproduce"):  # `key=value` overrides may follow options
+  if args.command in ("train", "reproduce", "plan"):  # `key=value` overrides may follow options
     args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
     extra = [e for e in extra if e not in args.overrides]
   if extra:
@@ -211,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return _reproduce(args)
     if args.command == "train":
       return _train(args)
+    if args.command == "plan":
+      return _plan(args)
     return _bench(args)
   except UsageError as e:
     _stderr(f"jaxpapers: error: {e}")

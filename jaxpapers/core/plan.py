@@ -19,14 +19,20 @@ Reported, per step:
     outputs not aliased to donated inputs; their sum is `total`.
   * `flops_per_step`: XLA's per-device `cost_analysis()["flops"]` times the mesh's devices. XLA
     counts what it compiles: a dense-dispatch MoE runs every expert on every token, and on CPU
-    `ragged_dot` is a masked dense contraction, so both count more than the useful FLOPs.
+    `ragged_dot` is a masked dense contraction, so both count more than the useful FLOPs. It
+    counts a `while` body once, whatever its trip count: with scanned layers (or any loop of
+    matrix products that runs more than once; `while_loops` lists the loops) `flops_lower_bound`
+    is true and the figure is only a lower bound (trinity: plan `model.scan_layers=false` for
+    the full count).
   * `compile_seconds` (and `lower_seconds`), and `fits`: `total <= device memory`; null when no
     memory is known (`--device-memory`, else the local accelerator's `bytes_limit` when planned
     in-process on it; a CPU reports none).
 
 A stage that needs earlier stages (a student and its teacher) gets their model states as zeros of
-the right shapes and dtypes (numpy, concrete: `make_task` may close over them; the host commits
-the memory of a zero array only where it is written).
+the right shapes and dtypes: concrete numpy arrays, not abstract ones, since a `make_task` may
+close over them or copy them to devices (sparge's student starts from its teacher's state and
+distils from it). `np.zeros` commits host memory only where it is written; a `make_task` that
+copies them allocates them once, as training would.
 """
 
 from __future__ import annotations
@@ -157,6 +163,65 @@ def _flops(compiled: Any) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
+_HEADER = re.compile(r"^(?:ENTRY\s+)?%?([^\s(]+)\s*\(.*\{\s*$")
+_CALLS = re.compile(r"\b(?:calls|body|condition|to_apply|branch_computations)=\{?([%\w.\-, ]+)")
+_TRIPS = re.compile(r'known_trip_count"\s*:\s*\{\s*"n"\s*:\s*"(\d+)"')
+
+
+def _computations(text: str) -> dict[str, list[str]]:
+  """The HLO module's computations: name -> instruction lines."""
+  out, name = {}, None
+  for line in text.splitlines():
+    header = _HEADER.match(line)
+    if header and not line.startswith(" "):
+      name = header.group(1)
+      out[name] = []
+    elif line.startswith("}"):
+      name = None
+    elif name is not None:
+      out[name].append(line)
+  return out
+
+
+def _multiplies(name: str, computations: dict[str, list[str]], seen: set[str]) -> bool:
+  """Whether computation `name`, or one it calls, holds a matrix product."""
+  if name in seen or name not in computations:
+    return False
+  seen.add(name)
+  for line in computations[name]:
+    if " dot(" in line or " convolution(" in line or ("custom-call(" in line and "matmul" in line):
+      return True
+    for called in _CALLS.findall(line):
+      if any(_multiplies(c.strip().lstrip("%"), computations, seen) for c in called.split(",")):
+        return True
+  return False
+
+
+def while_loops(compiled: Any) -> list[dict[str, Any]]:
+  """The `while` loops of the compiled program: `trips` (None where XLA does not know it) and
+  `matmuls` (whether its body multiplies matrices: not, e.g., threefry's rounds).
+
+  XLA's cost analysis counts a loop body once, whatever its trip count, so the FLOPs of a
+  program whose loop of matrix products runs more than once (scanned layers, an optimizer's
+  Newton-Schulz iteration) are a lower bound.
+  """
+  try:
+    text = compiled.as_text()
+  except Exception:  # pylint: disable=broad-except  # a backend without HLO text
+    return []
+  computations = _computations(text)
+  loops = []
+  for lines in computations.values():
+    for line in lines:
+      if " while(" not in line:
+        continue
+      trips = _TRIPS.search(line)
+      body = re.search(r"\bbody=%?([\w.\-]+)", line)
+      loops.append({"trips": int(trips.group(1)) if trips else None,
+                    "matmuls": bool(body) and _multiplies(body.group(1), computations, set())})
+  return loops
+
+
 def _local_device_memory() -> int | None:
   device = jax.local_devices()[0]
   if device.platform == "cpu":
@@ -198,13 +263,13 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
     task = s.make_task(config, mesh, {n: states[n] for n in s.needs})
     states[s.name] = _placeholder_state(task, s.train_config(config).seed)
   task = target.make_task(config, mesh, {n: states[n] for n in target.needs})
-  trainer = Trainer.abstract(task, target.train_config(config), mesh,
-                             mesh_lib.logical_rules(config.mesh))
+  rules = mesh_lib.logical_rules(config.mesh)
+  trainer = Trainer.abstract(task, target.train_config(config), mesh, rules)
   batch = _abstract_batch(task, mesh)
   start = time.perf_counter()
   lowered = trainer.lower_train_step(batch)
   lowered_at = time.perf_counter()
-  with jax.set_mesh(mesh):
+  with mesh_lib.use_mesh(mesh, rules):
     compiled = lowered.compile()
   compile_seconds = time.perf_counter() - lowered_at
 
@@ -224,7 +289,7 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
   if device_memory is None:
     device_memory = _local_device_memory()
   n = mesh.devices.size
-  flops = _flops(compiled)
+  flops, loops = _flops(compiled), while_loops(compiled)
   return {
       "name": experiment.name, "preset": preset, "stage": target.name,
       "devices": n, "platform": mesh.devices.flat[0].platform,
@@ -234,6 +299,8 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
       "bytes_per_device": per_device,
       "memory_analysis": memory,
       "flops_per_device": flops, "flops_per_step": flops * n,
+      "while_loops": loops,
+      "flops_lower_bound": any(loop["matmuls"] and loop["trips"] != 1 for loop in loops),
       "lower_seconds": lowered_at - start, "compile_seconds": compile_seconds,
       "device_memory": device_memory,
       "fits": None if device_memory is None else per_device["total"] <= device_memory,
@@ -332,7 +399,11 @@ def format_table(record: Mapping[str, Any]) -> str:
       ("param bytes", f"{_size(record['param_bytes_total'])} in all"),
       ("per device", ""),
       *((f"  {k.replace('_', ' ')}", _size(v)) for k, v in per.items()),
-      ("FLOPs per step", f"{record['flops_per_step']:.4g} (all devices)"),
+      ("FLOPs per step", f"{record['flops_per_step']:.4g} (all devices)" + (
+          "; at least: XLA counts a loop body once (loops of matrix products, trips: "
+          + ", ".join(str(loop["trips"]) for loop in record["while_loops"] if loop["matmuls"])
+          + ")"
+          if record.get("flops_lower_bound") else "")),
       ("compile", f"{record['compile_seconds']:.1f} s (lowering {record['lower_seconds']:.1f} s)"),
       ("device memory", _size(record["device_memory"])),
       ("fits", fits),
