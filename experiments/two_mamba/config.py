@@ -19,6 +19,7 @@ import dataclasses
 
 from jaxpapers.core.config import MeshConfig, TrainConfig, check, check_choice
 from jaxpapers.nn.mixers import IMPLEMENTATIONS, KINDS
+from jaxpapers.nn.scan import REMAT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ class LMConfig:
     warmup_steps: linear warm-up, then cosine to 0 over train.steps.
     train_bytes, test_bytes: corpus bytes read for each split.
     eval_windows: held-out windows in the test loss.
+    scan_layers: run the layers in one scan (one compiled layer whatever the depth;
+      `jaxpapers.nn.scan`); off keeps the list of layers.
+    remat: rematerialization of every layer in the backward pass: "none", "full" or "dots".
     train: the LM's training loop (each mixer in `reproduce`; `jaxpapers train two_mamba
       task=lm`).
   """
@@ -70,6 +74,8 @@ class LMConfig:
   train_bytes: int = 3_000_000
   test_bytes: int = 300_000
   eval_windows: int = 64
+  scan_layers: bool = False
+  remat: str = "none"
   train: TrainConfig = TrainConfig(steps=300, eval_every=75, log_every=10, checkpoint_every=100)
 
   def __post_init__(self):
@@ -80,6 +86,7 @@ class LMConfig:
     check(0 < self.lr <= 1, "lm.lr", self.lr, "in (0, 1]")
     check(self.train_bytes >= 10_000, "lm.train_bytes", self.train_bytes, ">= 10000")
     check(self.test_bytes >= 1_000, "lm.test_bytes", self.test_bytes, ">= 1000")
+    check_choice("lm.remat", self.remat, REMAT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +154,7 @@ PAPER = TwoMambaConfig(
     task="lm", implementation="pallas",
     lm=LMConfig(seq_len=2048, d_model=1024, num_layers=20, num_heads=16,
                 head_dim=64, batch_size=32, lr=1e-4, warmup_steps=10_000, train_bytes=200_000_000,
-                test_bytes=2_000_000, eval_windows=256,
+                test_bytes=2_000_000, eval_windows=256, scan_layers=True,
                 train=TrainConfig(steps=100_000, eval_every=5_000, log_every=100,
                                   checkpoint_every=5_000)),
     warmup_steps=10_000, weight_decay=0.01,

@@ -98,18 +98,19 @@ def mixer_config(config: TwoMambaConfig, kind: str | None = None) -> MixerConfig
 
 
 def mixer_lm(vocab: int, d_model: int, num_layers: int, mixer: MixerConfig, mlp_ratio: int = 4, *,
-             rngs: nnx.Rngs) -> TinyLM:
+             scan_layers: bool = False, remat: str = "none", rngs: nnx.Rngs) -> TinyLM:
   """A causal LM whose sequence mixer is chosen by `MixerConfig.kind` (GELU MLP of width
-  `mlp_ratio * d_model` with biases, biased head)."""
+  `mlp_ratio * d_model` with biases, biased head); `scan_layers` and `remat` as in `TinyLM`."""
   return TinyLM(vocab, d_model, num_layers, mixer=lambda r: Mixer(d_model, mixer, rngs=r),
-                mlp_hidden=mlp_ratio * d_model, embed_std=0.02, rngs=rngs)
+                mlp_hidden=mlp_ratio * d_model, embed_std=0.02, scan_layers=scan_layers,
+                remat=remat, rngs=rngs)
 
 
 def build_model(config: TwoMambaConfig, rngs: nnx.Rngs) -> TinyLM:
   if config.task == "lm":
     lm = config.lm
     return mixer_lm(256, lm.d_model, lm.num_layers, mixer_config(config), config.mlp_ratio,
-                    rngs=rngs)
+                    scan_layers=lm.scan_layers, remat=lm.remat, rngs=rngs)
   return mixer_lm(VOCAB, config.d_model, config.num_layers, mixer_config(config), config.mlp_ratio,
                   rngs=rngs)
 

@@ -43,7 +43,12 @@ from jaxpapers.nn.norms import RMSNorm
 @dataclasses.dataclass(frozen=True)
 class AfmoeConfig:
   """Shape of an AFMoE language model (defaults: the tiny model of our CPU-scale study,
-  experiments/trinity/README.md)."""
+  experiments/trinity/README.md).
+
+  `scan_layers` runs the aligned groups of MoE layers in one scan (see the module docstring;
+  off: the list of layers, the default) and `remat` ("none" | "full" | "dots") sets every
+  layer's rematerialization in the backward pass.
+  """
 
   vocab_size: int = 256
   d_model: int = 64
@@ -207,3 +212,28 @@ class AfmoeLM(nnx.Module):
     logits = self.final_norm(x) @ self.head[...]
     stacked = jnp.concatenate([c.reshape(-1, self.config.num_experts) for c in counts])
     return logits, stacked
+
+
+def stack_layers(state: dict, config: AfmoeConfig) -> dict:
+  """An unscanned model's pure state (`nnx.to_pure_dict`) in the layout of the scanned model.
+
+  Args:
+    state: the state of `AfmoeLM(dataclasses.replace(config, scan_layers=False))`.
+    config: the scanned model's config.
+
+  Returns:
+    The same values for `AfmoeLM(config)` (`nnx.replace_by_pure_dict` it into that model's
+    state): the unscanned layers renumbered in `layers`, layer `start + g * global_every + j`
+    as row `g` of `groups.scanned.layers[j]`. `state` itself when nothing is scanned.
+  """
+  start, num_groups = config.scan_plan()
+  if not num_groups:
+    return state
+  every, layers = config.global_every, state["layers"]
+  end = start + num_groups * every
+  kept = [*range(start), *range(end, config.num_layers)]
+  groups = {j: scan.stack([layers[start + g * every + j] for g in range(num_groups)])
+            for j in range(every)}
+  return {**{k: v for k, v in state.items() if k != "layers"},
+          "layers": {k: layers[i] for k, i in enumerate(kept)},
+          "groups": {scan.STACKED: {"layers": groups}}}

@@ -19,7 +19,7 @@ training loop flattens parameters in sorted-key order, and optimizers with a glo
 thus the training numbers, of the experiments' original models. Any other MLP (SwiGLU, an MoE)
 is passed as `mlp=factory`; the block then holds it as `layers[l].mlp`.
 
-With `scan_layers=True` the blocks are one `jaxpapers.nn.scan.Scanned` stack run by `nnx.scan`
+With `scan_layers=True` the blocks are one `jaxpapers.nn.scan.Scanned` stack run by a scan
 (one compiled block whatever the depth): `layers.scanned` holds every block's parameters on a
 leading `[num_layers]` axis (logical name `layers`). `remat` ("none" | "full" | "dots")
 rematerializes each block in the backward pass, scanned or not.
@@ -89,7 +89,7 @@ class TinyLM(nnx.Module):
     mlp: `mlp(rngs)` builds one layer's MLP in place of the GELU MLP (called after its mixer).
     embed_std: standard deviation of the normal embedding init.
     head_bias: a bias on the read-out head.
-    scan_layers: stack the blocks and run them under `nnx.scan` (default: a list of blocks;
+    scan_layers: stack the blocks and run them in one scan (default: a list of blocks;
       the parameters and outputs of the unscanned model do not depend on `remat`).
     remat: rematerialization of every block: "none", "full" or "dots" (`jaxpapers.nn.scan`).
     rngs: parameter initialization.

@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 
 from jaxpapers.optim._kfac_projector import KroneckerFactors
+from jaxpapers.optim._muon import STACKED_PATH_NAMES
 
 LayerPath = tuple[Hashable, ...]
 LABEL_MODES = ("sampled", "empirical")
@@ -96,6 +97,11 @@ def _set_submodule(model: Any, path: LayerPath, value: Any) -> None:
 
 def tapped_clone(model: nnx.Module, layer_paths: Sequence[LayerPath]) -> nnx.Module:
   """A copy of `model` whose layers at `layer_paths` are wrapped by taps (model is untouched)."""
+  for path in layer_paths:
+    if any(str(part) in STACKED_PATH_NAMES for part in path):
+      raise ValueError(f"kfac factors: {path_key(path)!r} is inside a stack of scanned layers "
+                       "(jaxpapers.nn.scan); K-FAC factors are per layer: collect them on the "
+                       "unscanned model (scan_layers=False)")
   clone = nnx.clone(model)
   for path in layer_paths:
     _set_submodule(clone, tuple(path), _Tap(get_submodule(clone, tuple(path)), path_key(path)))

@@ -25,6 +25,11 @@ With `g_identity=True` the output factor is replaced by the identity: the projec
 low-energy eigen-directions of `A` only (the AlphaEdit / Adam-NSCL null space that CrispEdit
 generalizes), `P(ΔW) = U_A [(U_Aᵀ ΔW) ⊙ k] ` with a row mask `k`.
 
+Scanned layers: factors are per layer, and a layer of a model whose layers are stacked on a
+leading axis (`jaxpapers.nn.scan`, `[L, d_in, d_out]` leaves) is neither tapped
+(`collect_kfac_factors` refuses paths through a `scanned` stack) nor projected (a ValueError
+names the stacked leaf): edit the unscanned model (`scan_layers=False`, as CrispEdit's LM is).
+
 Example::
 
   factors = {"w2": KroneckerFactors(a, g), "b2": None}
@@ -296,6 +301,11 @@ def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
         return None
       d_in, d_out = f.a.shape[0], f.g.shape[0]
       masked = isinstance(p, optax.MaskedNode)  # masked out: kept, never applied
+      if not masked and p.ndim == 3 and p.shape[1:] == (d_in, d_out):
+        raise ValueError(f"kfac_projector: parameter of shape {p.shape} looks like {p.shape[0]} "
+                         "stacked layers (scanned, jaxpapers.nn.scan) under one layer's factors; "
+                         "K-FAC factors are per layer: use the unscanned model "
+                         "(scan_layers=False)")
       if not masked and (p.ndim < 2 or p.shape[0] != d_in or p.size != d_in * d_out):
         raise ValueError(f"kfac_projector: parameter of shape {p.shape} does not fit factors for "
                          f"W [d_in={d_in}, d_out={d_out}] (Flax layout y = a W)")

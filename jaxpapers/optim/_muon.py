@@ -16,8 +16,24 @@ Muon update of a `(in, out)` matrix (optax `scale_by_muon` → `scale_by_shape`)
 
 An expert kernel `[E, in, out]` uses `MuonDimensionNumbers(reduction_axis=1, output_axis=2)`:
 the expert axis is a batch axis, so each expert's `[in, out]` slice is orthogonalized (and
-width-scaled) on its own. The Adam branch is `optax.adamw(..., nesterov=nesterov)`, i.e. NAdamW
-when Muon uses Nesterov momentum, unless `adam_nesterov` says otherwise.
+width-scaled) on its own.
+
+Stacked (scanned) layers: a model whose layers run in one scan (`jaxpapers.nn.scan`) keeps
+each parameter of its L layers as one leaf with a leading stacked axis: attention `[L, d, h]`,
+experts `[L, E, d, F]`, norm scales and biases `[L, d]`. Such leading axes are batch axes here,
+never part of a matrix: after dropping the S stacked axes of a leaf, the rank rule above
+applies to what is left, so `[L, d, h]` is orthogonalized layer by layer with `(S, S + 1)`,
+`[L, E, d, F]` per layer and expert with `(S + 1, S + 2)`, and a stacked vector `[L, d]` goes
+to Adam. A leaf's stacked axes are counted on its key path: one per component named `scanned`
+(`STACKED_PATH_NAMES`, the attribute `jaxpapers.nn.scan.Scanned` keeps its stack in), because
+optax computes the labels and dimension numbers again on the pure arrays of every update, where
+no other trace of the stacking is left. Where a leaf carries logical axis names (an annotated
+`nnx.Variable`, as `nnx.Optimizer` passes to `tx.init`), its leading `layers` axes must agree
+with that count, else a ValueError says so: init and update can never split the model
+differently.
+
+The Adam branch is `optax.adamw(..., nesterov=nesterov)`, i.e. NAdamW when Muon uses Nesterov
+momentum, unless `adam_nesterov` says otherwise.
 
 Example::
 
@@ -32,6 +48,7 @@ from typing import Any, Callable, Literal
 import jax
 import numpy as np
 import optax
+from flax import nnx
 from optax.contrib import MuonDimensionNumbers
 
 from jaxpapers.optim import _checks, _sharding
@@ -39,8 +56,11 @@ from jaxpapers.optim import _checks, _sharding
 ADAM_NAMES = ("embed", "head", "router", "norm", "bias", "scale")
 """Path components containing one of these (case-insensitive) go to Adam in :func:`muon_labels`."""
 
-_MATRIX_DIMS = MuonDimensionNumbers(reduction_axis=0, output_axis=1)  # (in, out) kernel
-_EXPERT_DIMS = MuonDimensionNumbers(reduction_axis=1, output_axis=2)  # (experts, in, out)
+STACKED_PATH_NAMES = ("scanned",)
+"""A path component equal to one of these marks one leading stacked (scanned-layers) axis."""
+
+STACKED_AXIS_NAME = "layers"
+"""The logical name of a stacked axis (`jaxpapers.nn.partitioning.LAYERS`)."""
 
 Labels = Any  # a pytree of "muon" | "adam" with the structure of the params
 LabelsOrFn = Labels | Callable[[optax.Params], Labels]
@@ -57,6 +77,40 @@ def _ndim(leaf: Any) -> int:
   return leaf.ndim if hasattr(leaf, "ndim") else np.ndim(leaf)
 
 
+def _is_variable(x: Any) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _stacked_axes(path: tuple[Any, ...], names: Any) -> int:
+  """Leading stacked axes of a leaf: counted on `path`, checked against logical `names`."""
+  count = sum(_key_name(key) in STACKED_PATH_NAMES for key in path)
+  if names:
+    names = tuple(names)
+    named = next((i for i, name in enumerate(names) if name != STACKED_AXIS_NAME), len(names))
+    if named != count or STACKED_AXIS_NAME in names[named:]:
+      where = "/".join(_key_name(key) for key in path)
+      raise ValueError(
+          f"muon: {where} has logical axes {names} but {count} stacked axes by its path (one "
+          f"per component named {STACKED_PATH_NAMES}); optax labels the pure arrays of every "
+          "update by their paths, so keep stacked layers under a `scanned` attribute "
+          "(jaxpapers.nn.scan.Scanned) and their 'layers' axes leading")
+  return count
+
+
+def _map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+  """`jax.tree.map(fn', tree, *rest)` with `fn'(leaf, *others) = fn(path, stacked, leaf,
+  *others)`: `path` the leaf's key path, `stacked` its stacked axes (names of the enclosing
+  `nnx.Variable` checked where present). Same output structure as `jax.tree.map`."""
+
+  def outer(path, x, *others):
+    if _is_variable(x):
+      stacked = _stacked_axes(path, x.get_metadata().get("out_sharding"))
+      return jax.tree.map(lambda leaf, *o: fn(path, stacked, leaf, *o), x, *others)
+    return fn(path, _stacked_axes(path, None), x, *others)
+
+  return jax.tree_util.tree_map_with_path(outer, tree, *rest, is_leaf=_is_variable)
+
+
 def muon_labels(
     params: optax.Params,
     *,
@@ -64,10 +118,11 @@ def muon_labels(
 ) -> Labels:
   """Labels each parameter "muon" or "adam" by its key path and rank (Trinity's split).
 
-  A leaf goes to Adam when its rank is not 2 or 3, or when one of its path components (dict
+  A leaf goes to Adam when its rank, less its stacked axes (see the module docstring: one per
+  path component named `scanned`), is not 2 or 3, or when one of its path components (dict
   keys, attribute names; lower-cased) contains one of `adam_names` as a substring, e.g.
-  `embed_tokens`, `lm_head`, `router`, `q_norm`, `expert_bias`. Remaining 2-D `(in, out)`
-  matrices and 3-D `[E, in, out]` expert kernels go to Muon.
+  `embed_tokens`, `lm_head`, `router`, `q_norm`, `expert_bias`. Remaining `(in, out)`
+  matrices and `[E, in, out]` expert kernels (each possibly behind stacked axes) go to Muon.
 
   Args:
     params: A pytree of arrays (a dict, or the `nnx.State` that `nnx.Optimizer` passes).
@@ -77,32 +132,36 @@ def muon_labels(
 
   Returns:
     A pytree with the structure of `params` and leaves "muon" or "adam".
+
+  Raises:
+    ValueError: a leaf's leading `layers` logical axes disagree with its path's count.
   """
   adam_names = tuple(name.lower() for name in adam_names)
 
-  def label(path, leaf) -> str:
-    if _ndim(leaf) not in (2, 3):
+  def label(path, stacked, leaf) -> str:
+    if _ndim(leaf) - stacked not in (2, 3):
       return "adam"
     parts = [_key_name(key).lower() for key in path]
     if any(name in part for part in parts for name in adam_names):
       return "adam"
     return "muon"
 
-  return jax.tree_util.tree_map_with_path(label, params)
+  return _map_leaves(label, params)
 
 
-def _dims_for(label: str, leaf: Any) -> MuonDimensionNumbers | None:
+def _dims_for(label: str, leaf: Any, stacked: int = 0) -> MuonDimensionNumbers | None:
   if label == "adam":
     return None
   if label != "muon":
     raise ValueError(f'muon: labels must be "muon" or "adam", got {label!r}')
-  ndim = _ndim(leaf)
+  ndim = _ndim(leaf) - stacked
   if ndim == 2:
-    return _MATRIX_DIMS
+    return MuonDimensionNumbers(reduction_axis=stacked, output_axis=stacked + 1)
   if ndim == 3:
-    return _EXPERT_DIMS
+    return MuonDimensionNumbers(reduction_axis=stacked + 1, output_axis=stacked + 2)
   raise ValueError(f"muon: a leaf labelled 'muon' must be 2-D (in, out) or 3-D (experts, in, "
-                   f"out), got shape {np.shape(leaf)}; label it 'adam'")
+                   f"out) after its {stacked} stacked axes, got shape {np.shape(leaf)}; label "
+                   "it 'adam'")
 
 
 def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax.Params], Any]:
@@ -113,18 +172,20 @@ def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax
 
   Returns:
     A function mapping params to a pytree of `MuonDimensionNumbers` (None for Adam leaves):
-    `(0, 1)` for 2-D `(in, out)` kernels, `(1, 2)` for 3-D `[E, in, out]` expert kernels.
+    `(0, 1)` for 2-D `(in, out)` kernels, `(1, 2)` for 3-D `[E, in, out]` expert kernels,
+    both shifted by the leaf's S stacked axes (which become batch axes).
   """
 
   def dimension_numbers(params):
     resolved = labels(params) if callable(labels) else labels
-    return jax.tree.map(_dims_for, resolved, params)
+    return _map_leaves(lambda _, stacked, leaf, label: _dims_for(label, leaf, stacked),
+                       params, resolved)
 
   return dimension_numbers
 
 
 def _all_muon_dimension_numbers(params):
-  return jax.tree.map(lambda leaf: _dims_for("muon", leaf), params)
+  return _map_leaves(lambda _, stacked, leaf: _dims_for("muon", leaf, stacked), params)
 
 
 def _is_masked(x: Any) -> bool:
@@ -209,7 +270,7 @@ def muon(
     weight_decay: Decoupled weight decay of the Muon branch (multiplied by the learning rate).
     adam_weight_decay: Weight decay of the Adam branch (applied to all Adam leaves).
     labels: A callable `params -> labels` or a pytree of "muon" | "adam"; None (default)
-      uses :func:`muon_labels`. Muon leaves must be 2-D or 3-D.
+      uses :func:`muon_labels`. Muon leaves must be 2-D or 3-D after their stacked axes.
     adam_nesterov: None follows `nesterov` (optax's behaviour: NAdamW by default); False gives
       plain AdamW on the Adam leaves while Muon keeps Nesterov.
     adam_b1: Adam first-moment decay.
