@@ -7,8 +7,9 @@ Presets:
   small: our tiny MoE LM (4 layers, d 64, 16 routed experts top-2 + 1 shared, window 32,
     seq 128) on 8-domain Markov documents through RSDB; the reproduction of `jaxpapers reproduce`.
   paper: an AFMoE in the shape of the HF AfmoeConfig template (Trinity Mini/Nano class) for a GPU,
-    its 7 groups of 4 MoE layers (layers 4-31) in one scan (`model.scan_layers`; model.remat
-    = none | full | dots sets the rematerialization).
+    its 7 groups of 4 MoE layers (layers 4-31) in one scan (`model.scan_layers`), each layer
+    rematerialized (`model.remat=full`, MaxText's default), expert-parallel dispatch (the
+    ragged path when `mesh.expert=1`).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ PAPER = TrinityConfig(
     model=AfmoeConfig(vocab_size=256, d_model=2048, num_layers=32, num_dense_layers=1,
                       num_heads=16, num_kv_heads=4, head_dim=128, dense_width=6144,
                       num_experts=64, top_k=6, expert_width=1408, num_shared=2, window=1024,
-                      dispatch="ragged", scan_layers=True),
+                      dispatch="expert_parallel", scan_layers=True, remat="full"),
     data=DataConfig(corpus="stdlib", buffer_size=4096, eval_batches=8),
     balancing="smebu", balance_lr=5e-4, optimizer="muon", lr=8e-4, adam_lr=2e-4,
     weight_decay=0.1, warmup_steps=2000, batch_size=256, seq_len=2048,
