@@ -76,6 +76,10 @@ class TrainConfig:
     log_every: steps between training-metric records in metrics.jsonl.
     checkpoint_every: steps between checkpoints (0: no checkpoints).
     keep_checkpoints: how many recent checkpoints to keep.
+    steps_per_dispatch: optimizer steps per jitted call (K): `lax.scan` over K stacked batches,
+      or K times over the one device batch of a full-batch task. A call never crosses an
+      eval, log or checkpoint step or the end (it runs fewer steps there), so cadences, logged
+      records and resume are those of K=1; SIGTERM is seen between calls.
   """
 
   steps: int = 1000
@@ -84,6 +88,7 @@ class TrainConfig:
   log_every: int = 100
   checkpoint_every: int = 500
   keep_checkpoints: int = 2
+  steps_per_dispatch: int = 1
 
   def __post_init__(self):
     check(self.steps >= 1, "train.steps", self.steps, ">= 1")
@@ -92,6 +97,7 @@ class TrainConfig:
     check(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
     check(self.checkpoint_every >= 0, "train.checkpoint_every", self.checkpoint_every, ">= 0")
     check(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, ">= 1")
+    check(self.steps_per_dispatch >= 1, "train.steps_per_dispatch", self.steps_per_dispatch, ">= 1")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

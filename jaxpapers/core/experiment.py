@@ -255,6 +255,18 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
   return out
 
 
+RESULT_NEUTRAL_FIELDS = ("steps_per_dispatch",)
+"""Config fields that change how a run is executed, not its results: a workdir is resumed
+across them."""
+
+
+def _comparable(record: Any) -> Any:
+  """`record` without the result-neutral fields, at any depth."""
+  if not isinstance(record, dict):
+    return record
+  return {k: _comparable(v) for k, v in record.items() if k not in RESULT_NEUTRAL_FIELDS}
+
+
 def _move_away(workdir: Path) -> Path:
   """Moves the contents of `workdir` (all but its lock) to a sibling `NAME.old-TIMESTAMP`."""
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -345,8 +357,8 @@ def prepare_workdir(workdir: Path, experiment: str, config: Any, overwrite: bool
       old = json.loads(config_file.read_text())
     except ValueError:
       old = {"unreadable": str(config_file)}
-    if old != new:
-      changes = _diff(old, new)
+    if _comparable(old) != _comparable(new):
+      changes = _diff(_comparable(old), _comparable(new))
       if not overwrite:
         shown = "; ".join(changes[:4]) + (" ..." if len(changes) > 4 else "")
         raise WorkdirError(

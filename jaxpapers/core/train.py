@@ -5,7 +5,8 @@ optional state update after each optimizer step) and hand it to `Trainer`. The l
 step over `nnx.split` state with NamedShardings on a (data, fsdp) mesh, donates the state
 buffers, evaluates every N steps, writes metrics.jsonl, checkpoints with orbax, resumes
 automatically, and saves and stops on SIGTERM. A seed fixes the run; a resumed run ends with
-bit-identical parameters to an uninterrupted one.
+bit-identical parameters to an uninterrupted one. With `train.steps_per_dispatch=K` one jitted
+call runs up to K steps (`lax.scan`), never past the next eval, log or checkpoint step.
 """
 
 from __future__ import annotations
@@ -132,11 +133,19 @@ class _StopFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _stacked_batch(local_batches: list[dict[str, np.ndarray]], mesh: jax.sharding.Mesh) -> Batch:
+  """Host batches stacked on a new leading axis: global [n, batch, ...] arrays, batch-sharded on axis 1."""
+  sharding = mesh_lib.batch_sharding(mesh)
+  stacked = NamedSharding(mesh, jax.sharding.PartitionSpec(None, *sharding.spec))
+  return {k: jax.make_array_from_process_local_data(
+      stacked, np.stack([np.asarray(b[k]) for b in local_batches])) for k in local_batches[0]}
+
+
 class _DeviceBatches:
   """Host batches -> global device arrays; a batch object handed out again is not re-sent.
 
   Full-batch iterators return the same batch object every step (see data.BatchIterator), so the
-  loop transfers it once. `state` is the data-iterator position after the last batch.
+  loop transfers it once. `state` is the data-iterator position after the last batch taken.
   """
 
   def __init__(self, iterator: DataIterator, mesh: jax.sharding.Mesh):
@@ -148,11 +157,22 @@ class _DeviceBatches:
   def state(self) -> dict[str, Any]:
     return self._iterator.get_state()
 
-  def __next__(self) -> Batch:
-    local = next(self._iterator)
+  def _on_device(self, local: dict[str, np.ndarray]) -> Batch:
     if local is not self._host:
       self._host, self._device = local, mesh_lib.global_batch(local, self._mesh)
     return self._device
+
+  def take(self, n: int) -> tuple[Batch, bool]:
+    """The next `n` batches on device.
+
+    Returns:
+      (batch, stacked): the `n` batches stacked on a new leading axis and True, or, when the
+      iterator handed out one object `n` times (full batch), that one device batch and False.
+    """
+    local = [next(self._iterator) for _ in range(n)]
+    if all(b is local[0] for b in local):
+      return self._on_device(local[0]), False
+    return _stacked_batch(local, self._mesh), True
 
 
 class Trainer:
@@ -222,6 +242,9 @@ class Trainer:
     self._param_shardings = nnx.split_state(self.shardings["model"], task.wrt, ...)[0]
     self.step = 0
     self._train_step = jax.jit(self._flat_step, donate_argnums=0)
+    # Multi-step programs (train.steps_per_dispatch): jit caches one per chunk length.
+    self._train_repeated = jax.jit(self._flat_repeated, donate_argnums=0, static_argnums=2)
+    self._train_stacked = jax.jit(self._flat_stacked, donate_argnums=0)
     self._eval_step = jax.jit(self._eval_fn) if task.eval_fn else None
 
   def lower_train_step(self, batch: Any) -> jax.stages.Lowered:
@@ -257,6 +280,17 @@ class Trainer:
     state, metrics = self._step_fn(jax.tree.unflatten(self._treedef, leaves), batch)
     assert jax.tree.structure(state) == self._treedef, "the step changed the state's structure"
     return jax.tree.leaves(state), metrics
+
+  def _flat_repeated(self, leaves, batch, length: int):
+    """`length` steps on the one `batch` (full-batch tasks); the last step's metrics."""
+    leaves, metrics = jax.lax.scan(lambda carry, _: self._flat_step(carry, batch), leaves,
+                                   length=length)
+    return leaves, jax.tree.map(lambda m: m[-1], metrics)
+
+  def _flat_stacked(self, leaves, batches):
+    """One step per leading index of `batches` ([n, batch, ...]); the last step's metrics."""
+    leaves, metrics = jax.lax.scan(self._flat_step, leaves, batches)
+    return leaves, jax.tree.map(lambda m: m[-1], metrics)
 
   def _model(self, state) -> nnx.Module:
     params, rest = nnx.split_state(state["model"], self.task.wrt, ...)
@@ -320,6 +354,26 @@ class Trainer:
     if self.checkpointer is not None and self.checkpointer.latest_step() != self.step:
       self.checkpointer.save(self.step, self.state, data_state)
 
+  def _chunk(self) -> int:
+    """Steps of the next call: at most K, never past the next eval, log or checkpoint step."""
+    cfg = self.config
+    limits = [cfg.steps_per_dispatch, cfg.steps - self.step]
+    limits += [every - self.step % every
+               for every in (cfg.eval_every, cfg.log_every, cfg.checkpoint_every) if every]
+    return min(limits)
+
+  def _dispatch(self, data: _DeviceBatches, n: int) -> Metrics:
+    """Runs `n` steps in one jitted call on the next `n` batches; the last step's metrics."""
+    batch, stacked = data.take(n)
+    if stacked:
+      self._leaves, metrics = self._train_stacked(self._leaves, batch)
+    elif n == 1:
+      self._leaves, metrics = self._train_step(self._leaves, batch)
+    else:
+      self._leaves, metrics = self._train_repeated(self._leaves, batch, n)
+    self.step += n
+    return metrics
+
   def evaluate(self) -> dict[str, float]:
     if self._eval_step is None:
       return {}
@@ -335,6 +389,8 @@ class Trainer:
 
     Returns:
       The result; `completed` is False when SIGTERM stopped the run (a checkpoint was saved).
+      SIGTERM is seen between jitted calls: with `steps_per_dispatch` K > 1 the running call's
+      steps (at most K) finish first, and the checkpoint is of the step they reach.
     """
     cfg = self.config
     writer = MetricsWriter(self.workdir)
@@ -355,8 +411,7 @@ class Trainer:
         while self.step < cfg.steps:
           if cfg.eval_every and self.step % cfg.eval_every == 0:
             record("eval", self.evaluate())
-          self._leaves, metrics = self._train_step(self._leaves, next(data))
-          self.step += 1
+          metrics = self._dispatch(data, self._chunk())
           if self.step % cfg.log_every == 0 or self.step == cfg.steps:
             elapsed = time.perf_counter() - t0
             last_train = {k: float(v) for k, v in jax.device_get(metrics).items()}

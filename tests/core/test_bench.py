@@ -179,7 +179,12 @@ def test_trainer_benchmark_is_core_and_the_cli_writes_its_record(tmp_path, monke
   np.testing.assert_allclose(results["overhead_percent"], 100 * (
       results["bare_steps_per_second"] / results["shared_steps_per_second"] - 1))
   assert record["targets"]["overhead_percent"]["target"] == "< 5"
-  assert "jaxpapers Trainer" in capsys.readouterr().out
+  rates = results["dispatch_steps_per_second"]  # the smoke size times K in (1, 4)
+  assert list(rates) == ["1", "4"] and rates["1"] == results["shared_steps_per_second"]
+  np.testing.assert_allclose(results["dispatch_speedup_over_bare"]["4"],
+                             rates["4"] / results["bare_steps_per_second"])
+  out = capsys.readouterr().out
+  assert "jaxpapers Trainer" in out and "K=4" in out
 
 
 @pytest.mark.parametrize("taken", ["trainer", "gpu", "games"])

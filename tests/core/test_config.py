@@ -23,6 +23,7 @@ def test_overrides_parse_types_and_nested_fields():
     ("lr=-1", "config field lr=-1.0 is invalid: must be in (0, 10]"),
     ("p=24", "config field p=24 is invalid: must be an odd integer >= 3"),
     ("train.steps=0", "config field train.steps=0 is invalid: must be >= 1"),
+    ("train.steps_per_dispatch=0", "config field train.steps_per_dispatch=0 is invalid: must be >= 1"),
     ("activation=tanh", "config field activation='tanh' is invalid: must be one of relu, quad"),
     ("mesh.axis_types=manual", "mesh.axis_types='manual' is invalid: must be one of explicit, auto"),
     ("train.steps=ten", "config field train.steps='ten' has the wrong type: expected int"),

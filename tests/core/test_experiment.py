@@ -236,3 +236,13 @@ def test_no_experiment_builds_its_own_trainer():
       if re.search(r"\bTrainer\(|\bfresh_trainer\b|\bbuild_trainer\(", line):
         offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
   assert not offenders, offenders
+
+
+def test_a_workdir_resumes_across_steps_per_dispatch_but_not_across_a_real_change(tmp_path):
+  from jaxpapers.core.errors import WorkdirError  # pylint: disable=g-import-not-at-top
+  config = TrainConfig(steps=10)
+  experiment_lib.prepare_workdir(tmp_path, "demo", config)
+  experiment_lib.prepare_workdir(tmp_path, "demo", dataclasses.replace(config, steps_per_dispatch=4))
+  assert json.loads((tmp_path / "config.json").read_text())["config"]["steps_per_dispatch"] == 4
+  with pytest.raises(WorkdirError, match="steps: 10 -> 11"):
+    experiment_lib.prepare_workdir(tmp_path, "demo", dataclasses.replace(config, steps=11))

@@ -1,7 +1,10 @@
-"""The shared training loop: sharding equivalence, determinism, resume, hooks, records."""
+"""The shared training loop: sharding equivalence, determinism, resume, hooks, records,
+multi-step dispatch."""
 
 import dataclasses
 import json
+import os
+import signal
 
 import chex
 import jax
@@ -12,9 +15,11 @@ import pytest
 from flax import nnx
 
 from jaxpapers import data
+from jaxpapers.core import experiment
 from jaxpapers.core.config import MeshConfig, TrainConfig
 from jaxpapers.core.mesh import make_mesh
 from jaxpapers.core.train import Task, Trainer, params_checksum
+from jaxpapers.experiments.modular_addition.run import EXPERIMENT
 from jaxpapers.nn import partitioning as pt
 
 X = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
@@ -52,13 +57,13 @@ def after_update(model, aux):
 
 
 def make_trainer(steps=30, seed=0, mesh=MeshConfig(data=1), workdir=None, checkpoint_every=0,
-                 eval_every=10):
+                 eval_every=10, steps_per_dispatch=1):
   source = data.ArraySource({"x": X, "y": Y})
   task = Task(init_model=MLP, optimizer=optax.adam(3e-3), loss_fn=loss_fn,
               train_data=data.BatchIterator(source, 16, seed=seed),
               eval_fn=lambda m: {"mse": jnp.mean((m(X) - Y) ** 2)}, after_update=after_update)
   config = TrainConfig(steps=steps, seed=seed, eval_every=eval_every, log_every=5,
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, steps_per_dispatch=steps_per_dispatch)
   return Trainer(task, config, make_mesh(mesh), workdir, "test_mlp", {"test": True})
 
 
@@ -138,3 +143,81 @@ def test_params_checksum_is_order_free_and_value_sensitive():
   assert params_checksum(a) == params_checksum(b)
   b["w"][0, 0] = np.nextafter(0.0, 1.0)
   assert params_checksum(a) != params_checksum(b)
+
+
+def _records(history):
+  """(step, kind) of each record, and its metrics but the wall-clock rate."""
+  return [((r["step"], r["kind"]), {k: v for k, v in r.items()
+                                    if k not in ("step", "kind", "steps_per_second")})
+          for r in history]
+
+
+def _assert_same_records(history, reference):
+  got, want = _records(history), _records(reference)
+  assert [key for key, _ in got] == [key for key, _ in want]
+  for (key, metrics), (_, ref_metrics) in zip(got, want):
+    assert metrics.keys() == ref_metrics.keys(), key
+    for name, value in metrics.items():
+      assert value == pytest.approx(ref_metrics[name], rel=1e-6, abs=1e-7), (key, name)
+
+
+def test_multi_step_dispatch_equals_one_step_per_call(one_device):
+  """K=5 (stacked shuffled batches): the same parameters, hook counts and records as K=1."""
+  reference, ref_result = one_device
+  trainer = make_trainer(steps_per_dispatch=5)
+  result = trainer.run()
+  chex.assert_trees_all_close(as_numpy(trainer.params()), as_numpy(reference.params()), rtol=1e-6, atol=1e-7)
+  assert int(trainer.model.updates[...]) == 30  # the hook ran once per step inside the scan
+  _assert_same_records(result.history, ref_result.history)
+
+
+def test_multi_step_dispatch_on_modular_addition_smoke():
+  """Full batch (one device batch scanned over), with cadences K=4 does not divide."""
+  results = {}
+  for k in (1, 4):
+    config = EXPERIMENT.config("smoke", ["mesh.data=1", "train.steps=30", "train.log_every=3",
+                                         "train.eval_every=10", "train.checkpoint_every=0",
+                                         f"train.steps_per_dispatch={k}"])
+    results[k] = experiment.build_trainer(EXPERIMENT, config, None).run()
+  one, four = results[1], results[4]
+  assert one.step == four.step == 30 and four.completed
+  assert four.final_metrics["train_loss"] == pytest.approx(one.final_metrics["train_loss"], rel=1e-6)
+  _assert_same_records(four.history, one.history)
+  assert [r["step"] for r in four.history if r["kind"] == "train"] == list(range(3, 31, 3))
+
+
+@pytest.fixture(scope="module")
+def three_per_call():
+  """An uninterrupted run at K=3."""
+  return make_trainer(steps_per_dispatch=3).run()
+
+
+def test_multi_step_dispatch_resumes_bit_identically(three_per_call, tmp_path):
+  """K=3 with checkpoints every 7 steps, stopped at 17: the resumed run ends as an uninterrupted one."""
+  uninterrupted = three_per_call
+  first = make_trainer(workdir=tmp_path, checkpoint_every=7, steps_per_dispatch=3)
+  first.config = dataclasses.replace(first.config, steps=17)
+  first.run()
+  assert first.checkpointer.steps() == [14, 17]
+  resumed = make_trainer(workdir=tmp_path, checkpoint_every=7, steps_per_dispatch=3)
+  assert resumed.restore_latest() == 17
+  result = resumed.run()
+  assert result.params_checksum == uninterrupted.params_checksum
+  assert resumed.checkpointer.steps() == [28, 30]
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10, 15, 17, 20, 25, 30]  # 17: its end
+
+
+def test_multi_step_dispatch_stops_on_sigterm_between_calls(three_per_call, tmp_path):
+  """SIGTERM during the record at step 15 (K=3): that call's steps are done, step 15 is saved."""
+
+  def terminate(step, record):
+    if record["kind"] == "train" and step >= 12:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  first = make_trainer(workdir=tmp_path, checkpoint_every=7, steps_per_dispatch=3)
+  stopped = first.run(callback=terminate)
+  assert not stopped.completed and stopped.step == 15 and first.checkpointer.latest_step() == 15
+  resumed = make_trainer(workdir=tmp_path, checkpoint_every=7, steps_per_dispatch=3)
+  assert resumed.restore_latest() == 15
+  assert resumed.run().params_checksum == three_per_call.params_checksum
