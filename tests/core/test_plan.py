@@ -175,6 +175,7 @@ def test_active_count_of_scanned_layers():
   assert counts[True] == counts[False] == (counts[False][0], counts[False][0] - inactive)
 
 
+@pytest.mark.slow  # two 6-layer plans (~45 s)
 def test_flops_of_scanned_layers_are_flagged_as_a_lower_bound():
   """XLA counts a while body once: trinity with two scanned groups (layers 2-5 of 6) counts one
   group's FLOPs, fewer than the same model unscanned, and the record says it is a lower bound;

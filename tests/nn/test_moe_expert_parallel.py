@@ -145,6 +145,7 @@ def _train(overrides):
   return result, jax.device_get(jax.tree.leaves(trainer.state["model"]))
 
 
+@pytest.mark.slow  # two trainers compile (~45 s); the dispatch itself is checked above
 def test_trainer_expert_parallel_matches_one_device_dense():
   dense, state_d = _train(["mesh.data=1"])
   ep, state = _train(["mesh.data=1", "mesh.expert=8", "model.dispatch=expert_parallel"])

@@ -138,7 +138,7 @@ def test_moe_layers_views_write_the_stacked_rows_trinity_balances():
     assert np.abs(rows[0]).max() > 1e-3, name  # SMEBU moved the bias and its momentum
 
 
-@pytest.mark.parametrize("remat", ["full", "dots"])
+@pytest.mark.parametrize("remat", [pytest.param("full", marks=pytest.mark.slow), "dots"])
 def test_remat_gives_the_same_loss_and_gradients(remat):
   _, plain = _afmoe_pair("none")
   _, checkpointed = _afmoe_pair(remat)
