@@ -24,8 +24,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
-from jaxpapers.data import TextSource, stdlib_paths
+from jaxpapers.data import ArraySource, TextSource, eval_batches, stdlib_paths
 from jaxpapers.editing import crisp_edit
 from jaxpapers.nn.attention import CausalSelfAttention
 from jaxpapers.nn.tiny_lm import TinyLM
@@ -187,26 +188,42 @@ def all_fact_rows(config: LMConfig, facts: Facts, pairs, templates) -> dict[str,
   return fact_rows(facts, items, config.seq_len, "object")
 
 
-def make_task(config: CrispEditConfig, seed: int) -> Task:
-  """Pre-training of the fact LM on the fact/text mixture (AdamW, warm-up + cosine)."""
+def evaluate(model, batch) -> dict[str, metrics.Mean]:
+  """Token loss and accuracy where the batch's per-token mask (times its row mask) is 1."""
+  logits = model(batch["inputs"]).astype(jnp.float32)
+  weights = batch["mask"] * batch["row_mask"][:, None]
+  return {"loss": metrics.mean(optax.softmax_cross_entropy_with_integer_labels(
+              logits, batch["targets"]), weights),
+          "accuracy": metrics.mean(jnp.argmax(logits, -1) == batch["targets"], weights)}
+
+
+def _eval_split(rows: dict[str, np.ndarray], batch_size: int, pad_to_multiple: int) -> list:
+  """Rows with a per-token `mask` as padded batches; the row mask is renamed `row_mask`."""
+  out = []
+  for batch in eval_batches(ArraySource({**rows, "token_mask": rows["mask"]}), batch_size,
+                            pad_to_multiple=pad_to_multiple):
+    out.append({"inputs": batch["inputs"], "targets": batch["targets"],
+                "mask": batch["token_mask"], "row_mask": batch["mask"]})
+  return out
+
+
+def make_task(config: CrispEditConfig, seed: int, pad_to_multiple: int = 1) -> Task:
+  """Pre-training of the fact LM on the fact/text mixture (AdamW, warm-up + cosine); held-out
+  text and every fact are evaluated in batches padded to a multiple of `pad_to_multiple`."""
   cfg = config.lm
   facts = make_facts(cfg)
   train_text, _ = text_sources(cfg)
-  text_eval = held_out_text(cfg)
   every = [(s, r) for s in range(cfg.subjects) for r in range(cfg.relations)]
-  fact_eval = all_fact_rows(cfg, facts, every, range(len(TEMPLATES[0])))
-
-  def eval_fn(model):
-    logits = model(fact_eval["inputs"])
-    correct = jnp.argmax(logits, -1) == fact_eval["targets"]
-    return {"text_loss": _masked_ce(model(text_eval["inputs"]), text_eval),
-            "fact_accuracy": jnp.sum(correct * fact_eval["mask"]) / jnp.sum(fact_eval["mask"])}
+  splits = {"text": _eval_split(held_out_text(cfg), cfg.batch_size, pad_to_multiple),
+            "fact": _eval_split(all_fact_rows(cfg, facts, every, range(len(TEMPLATES[0]))),
+                                4 * cfg.batch_size, pad_to_multiple)}
 
   schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1),
                                                 max(cfg.train.steps, cfg.warmup_steps + 1), cfg.lr * 0.05)
   return Task(init_model=lambda rngs: fact_lm(cfg, facts.vocab_size, rngs=rngs),
               optimizer=optax.adamw(schedule, b2=0.98, weight_decay=0.01), loss_fn=_loss_fn,
-              train_data=MixtureBatches(cfg, facts, train_text, seed), eval_fn=eval_fn)
+              train_data=MixtureBatches(cfg, facts, train_text, seed), eval_data=splits,
+              eval_fn=evaluate)
 
 
 # ---- the editing study ----

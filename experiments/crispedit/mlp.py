@@ -23,8 +23,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
-from jaxpapers.data import ArraySource, BatchIterator
+from jaxpapers.data import ArraySource, batches, eval_batches
 from jaxpapers.editing import crisp_edit
 from jaxpapers.optim import collect_kfac_factors
 
@@ -93,20 +94,24 @@ def accuracy(model: MLP, x, y) -> float:
   return float(jnp.mean(jnp.argmax(model(jnp.asarray(x)), -1) == jnp.asarray(y)))
 
 
-def make_task(config: CrispEditConfig, seed: int) -> Task:
-  """The base-model training task of one seed (Adam, batch 256)."""
+def evaluate(model: MLP, batch) -> dict[str, metrics.Mean]:
+  """Accuracy and loss on one batch of the test split (padding rows masked out)."""
+  logits = model(batch["x"])
+  return {"accuracy": metrics.mean(jnp.argmax(logits, -1) == batch["y"], batch["mask"]),
+          "loss": metrics.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]),
+                               batch["mask"])}
+
+
+def make_task(config: CrispEditConfig, seed: int, pad_to_multiple: int = 1) -> Task:
+  """The base-model training task of one seed (Adam, batch 256); the test split is evaluated in
+  batches padded to a multiple of `pad_to_multiple` (the mesh size)."""
   data = make_data(config.mlp, seed)
   source = ArraySource({"x": data.train_x, "y": data.train_y})
-  test = {"x": jnp.asarray(data.test_x), "y": jnp.asarray(data.test_y)}
-
-  def eval_fn(model):
-    logits = model(test["x"])
-    return {"test_accuracy": jnp.mean(jnp.argmax(logits, -1) == test["y"]),
-            "test_loss": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, test["y"]))}
-
+  test = ArraySource({"x": data.test_x, "y": data.test_y})
   return Task(init_model=lambda rngs: MLP(config.mlp, rngs=rngs), optimizer=optax.adam(config.mlp.lr),
-              loss_fn=_loss_fn, train_data=BatchIterator(source, config.mlp.batch_size, seed=seed),
-              eval_fn=eval_fn)
+              loss_fn=_loss_fn, train_data=batches(source, config.mlp.batch_size, seed=seed),
+              eval_data={"test": eval_batches(test, 1024, pad_to_multiple=pad_to_multiple)},
+              eval_fn=evaluate)
 
 
 def _test_loss(model, data) -> float:

@@ -37,8 +37,8 @@ def train_field(config: CrispEditConfig) -> str:
 def make_task(config: CrispEditConfig, mesh, inputs=None):  # pylint: disable=unused-argument
   """`jaxpapers train crispedit`: the base MLP (task=mlp) or the fact LM (task=lm)."""
   if config.task == "mlp":
-    return mlp.make_task(config, config.mlp.train.seed)
-  return lm.make_task(config, config.lm.train.seed)
+    return mlp.make_task(config, config.mlp.train.seed, mesh.size)
+  return lm.make_task(config, config.lm.train.seed, mesh.size)
 
 
 def _train(config: CrispEditConfig, task: str, workdir: Path, progress, label: str,

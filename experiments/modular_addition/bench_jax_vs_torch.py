@@ -162,7 +162,7 @@ def bench_modular_addition(steps: int = STEPS, repeats: int = REPEATS,
   torch_loop = TorchLoop(config, ref["w_in"], ref["w_out"], ref["pairs"])
   mesh = mesh_lib.make_mesh(config.mesh)
   jax_run, jax_precompile = shared_loop(
-      dataclasses.replace(ma.make_task(config, mesh), eval_fn=None), config.train, mesh)
+      dataclasses.replace(ma.make_task(config, mesh), eval_data=None, eval_fn=None, model_metrics=None), config.train, mesh)
   load_before = os.getloadavg()[0]
   timings = bench.time_interleaved(
       {"jax": bench.Case(jax_run, (steps,), jax_precompile),

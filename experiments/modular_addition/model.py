@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from jaxpapers import data
+from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
 from jaxpapers.ode import fourier
 
@@ -93,16 +94,18 @@ def mean_ipr(model: TwoLayerNet) -> jax.Array:
                 + fourier.inverse_participation_ratio(a_out).mean())
 
 
-def evaluate(model: TwoLayerNet, train: dict, test: dict) -> dict[str, jax.Array]:
-  """Train/test loss and accuracy on all pairs, mean IPR and the parameter norm."""
-  out = {}
-  for name, split in (("train", train), ("test", test)):
-    logits = model(split["x"], split["y"])
-    out[f"{name}_loss"] = cross_entropy(logits, split["label"])
-    out[f"{name}_accuracy"] = jnp.mean(logits.argmax(-1) == split["label"])
-  out["ipr"] = mean_ipr(model)
-  out["param_norm"] = jnp.sqrt(jnp.sum(model.w_in[...] ** 2) + jnp.sum(model.w_out[...] ** 2))
-  return out
+def evaluate(model: TwoLayerNet, batch) -> dict[str, metrics.Mean]:
+  """Loss and accuracy on one batch of a split (padding rows masked out)."""
+  logits = model(batch["x"], batch["y"])
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label"])
+  return {"loss": metrics.mean(losses, batch["mask"]),
+          "accuracy": metrics.mean(logits.argmax(-1) == batch["label"], batch["mask"])}
+
+
+def weight_metrics(model: TwoLayerNet) -> dict[str, jax.Array]:
+  """Mean Fourier IPR and the parameter norm (no data needed)."""
+  return {"ipr": mean_ipr(model),
+          "param_norm": jnp.sqrt(jnp.sum(model.w_in[...] ** 2) + jnp.sum(model.w_out[...] ** 2))}
 
 
 def make_task(config: ModularAdditionConfig, mesh: jax.sharding.Mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
@@ -114,12 +117,17 @@ def make_task(config: ModularAdditionConfig, mesh: jax.sharding.Mesh, inputs=Non
   train_src, test_src = source(train_pairs, config.p), source(test_pairs, config.p)
   train_data = data.full_batch(train_src, pad_to_multiple=mesh.size,
                                process_index=jax.process_index(), process_count=jax.process_count())
-  train_eval, test_eval = train_src.arrays, test_src.arrays  # numpy: jit constants on any mesh
+  splits = {name: data.eval_batches(src, len(src), pad_to_multiple=mesh.size,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+            for name, src in (("train", train_src), ("test", test_src))}
   return Task(
       init_model=functools.partial(TwoLayerNet, config.p, config.width, config.activation,
                                    config.init_scale),
       optimizer=make_optimizer(config),
       loss_fn=loss_fn,
       train_data=train_data,
-      eval_fn=lambda model: evaluate(model, train_eval, test_eval),
+      eval_data=splits,
+      eval_fn=evaluate,
+      model_metrics=weight_metrics,
   )

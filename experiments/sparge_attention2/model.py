@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,10 +50,9 @@ def _source(config: SpargeConfig, distribution: str, seed: int) -> data.ArraySou
 
 
 def _iterator(config: SpargeConfig, source: data.ArraySource, mesh: jax.sharding.Mesh,
-              seed: int) -> data.BatchIterator:
-  return data.BatchIterator(source, config.batch_size, seed=seed,
-                            pad_to_multiple=mesh.size, process_index=jax.process_index(),
-                            process_count=jax.process_count())
+              seed: int) -> grain.DatasetIterator:
+  return data.batches(source, config.batch_size, seed=seed, pad_to_multiple=mesh.size,
+                      process_index=jax.process_index(), process_count=jax.process_count())
 
 
 def _noise_and_times(config: SpargeConfig, batch, rng):

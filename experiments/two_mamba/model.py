@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from jaxpapers import data as data_lib
+from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
 from jaxpapers.nn.mixers import Mixer, MixerConfig
 from jaxpapers.nn.tiny_lm import TinyLM
@@ -138,42 +139,39 @@ def make_task(config: TwoMambaConfig, mesh: jax.sharding.Mesh, inputs=None) -> T
       max(train_config.steps, warmup + 1), end_value=0.0)
   optimizer = optax.chain(optax.clip_by_global_norm(config.clip),
                           optax.adamw(schedule, weight_decay=config.weight_decay))
-  if config.task == "recall":
-    r = config.recall
-    held_out = recall_batch(np.random.default_rng(TEST_SEED), r.test_size, r.pairs, r.queries)
-    data = RecallBatches(config, train_config.seed)
-  else:
+  if lm_task:
     train, test = lm_sources(config)
-    windows = test.gather(np.arange(min(config.lm.eval_windows, len(test))))
-    held_out = {**windows, "weights": np.ones(windows["inputs"].shape, np.float32)}
-    data = _WeightedBatches(data_lib.BatchIterator(train, config.lm.batch_size,
-                                                   seed=train_config.seed))
+    test = test.gather(np.arange(min(config.lm.eval_windows, len(test))))
+    data = data_lib.iterator(data_lib.batch_dataset(train, config.lm.batch_size,
+                                                   seed=train_config.seed).map(_token_weights))
+    eval_size = config.lm.batch_size
+  else:
+    r = config.recall
+    test = recall_batch(np.random.default_rng(TEST_SEED), r.test_size, r.pairs, r.queries)
+    data = RecallBatches(config, train_config.seed)
+    eval_size = r.test_size
+  held_out = [_token_weights(b) for b in data_lib.eval_batches(
+      data_lib.ArraySource(test), eval_size, pad_to_multiple=mesh.size)]
 
   def loss_fn(model, batch, rng):  # pylint: disable=unused-argument
     loss, accuracy = _loss(model, batch)
     return loss, {"accuracy": accuracy}
 
-  def eval_fn(model):
-    loss, accuracy = _loss(model, held_out)
-    return {"test_loss": loss, "test_accuracy": accuracy}
+  def eval_fn(model, batch):
+    logits = model(batch["inputs"]).astype(jnp.float32)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    correct = jnp.argmax(logits, -1) == batch["targets"]
+    return {"loss": metrics.mean(losses, batch["weights"]),
+            "accuracy": metrics.mean(correct, batch["weights"])}
 
   return Task(init_model=lambda rngs: build_model(config, rngs), optimizer=optimizer,
-              loss_fn=loss_fn, train_data=data, eval_fn=eval_fn)
+              loss_fn=loss_fn, train_data=data, eval_data={"test": held_out}, eval_fn=eval_fn)
 
 
-class _WeightedBatches:
-  """LM windows with per-token weights (the loader's row mask on every target)."""
+def _token_weights(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Per-token weights (the batch's own, else 1) times the row mask of the padding."""
+  weights = batch.get("weights", np.ones(batch["inputs"].shape, np.float32))
+  return {"inputs": batch["inputs"], "targets": batch["targets"],
+          "weights": (weights * batch["mask"][:, None]).astype(np.float32)}
 
-  def __init__(self, iterator: data_lib.BatchIterator):
-    self._iterator = iterator
 
-  def __next__(self):
-    batch = next(self._iterator)
-    weights = np.broadcast_to(batch["mask"][:, None], batch["inputs"].shape).astype(np.float32)
-    return {"inputs": batch["inputs"], "targets": batch["targets"], "weights": weights}
-
-  def get_state(self):
-    return self._iterator.get_state()
-
-  def set_state(self, state):
-    self._iterator.set_state(state)

@@ -1,16 +1,54 @@
-"""Metrics records: metrics.jsonl (and TensorBoard events when tensorboardX is installed).
+"""Metrics: masked means accumulated over batches, and metrics.jsonl records.
 
-Only process 0 writes. Each line is one JSON object with a `step` and scalar metrics.
+`Mean` is a (total, count) pair: evaluation functions return one per metric and the trainer sums
+them over the batches of a split, so a padded last batch gives the exact mean. `MetricsWriter`
+writes metrics.jsonl (and TensorBoard events when tensorboardX is installed); only process 0
+writes. Each line is one JSON object with a `step` and scalar metrics.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+class Mean(NamedTuple):
+  """A mean kept as its sum and its count, so means over several batches add exactly."""
+
+  total: jax.Array
+  count: jax.Array
+
+  def __add__(self, other: Mean) -> Mean:  # pytype: disable=signature-mismatch
+    return Mean(self.total + other.total, self.count + other.count)
+
+  def value(self) -> jax.Array:
+    return self.total / jnp.maximum(self.count, 1e-30)
+
+
+def mean(values: jax.Array, mask: jax.Array | None = None) -> Mean:
+  """The mean of `values` over the entries where `mask` is 1 (all entries without a mask).
+
+  `mask` broadcasts against `values` from the left (a `[batch]` row mask weights every entry of
+  its row).
+  """
+  values = jnp.asarray(values, jnp.float32)
+  if mask is None:
+    return Mean(jnp.sum(values), jnp.asarray(values.size, jnp.float32))
+  mask = jnp.asarray(mask, jnp.float32)
+  mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim)), values.shape)
+  return Mean(jnp.sum(values * mask), jnp.sum(mask))
+
+
+def as_mean(value: Any) -> Mean:
+  """`value` if it is a `Mean`, else a scalar counted once (a metric that needs no data)."""
+  if isinstance(value, Mean):
+    return Mean(jnp.asarray(value.total, jnp.float32), jnp.asarray(value.count, jnp.float32))
+  return Mean(jnp.asarray(value, jnp.float32), jnp.ones((), jnp.float32))
 
 
 def _scalar(value: Any) -> Any:

@@ -3,7 +3,7 @@
 Experiments describe themselves with a `Task` (model, optimizer, loss, data, evaluation, and an
 optional state update after each optimizer step) and hand it to `Trainer`. The loop jits one
 step over `nnx.split` state with NamedShardings on a (data, fsdp) mesh, donates the state
-buffers, evaluates every N steps, writes metrics.jsonl, checkpoints with orbax, resumes
+buffers, evaluates every N steps on sharded evaluation batches, writes metrics.jsonl, checkpoints with orbax, resumes
 automatically, and saves and stops on SIGTERM. A seed fixes the run; a resumed run ends with
 bit-identical parameters to an uninterrupted one. With `train.steps_per_dispatch=K` one jitted
 call runs up to K steps (`lax.scan`), never past the next eval, log or checkpoint step.
@@ -17,6 +17,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -28,6 +29,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from jaxpapers.core import mesh as mesh_lib
+from jaxpapers.core import metrics as metrics_lib
 from jaxpapers.core.checkpoint import Checkpointer
 from jaxpapers.core.config import TrainConfig
 from jaxpapers.core.errors import CheckpointError
@@ -54,8 +56,17 @@ class Task:
     optimizer: the optax transform applied to the `wrt` variables.
     loss_fn: `(model, batch, rng) -> (loss, aux)`; `aux` is a dict of arrays: scalars are
       logged, everything is passed to `after_update`.
-    train_data: resumable iterator of host batches (dicts of numpy arrays).
-    eval_fn: `model -> dict of scalar metrics`, run jitted every `eval_every` steps.
+    train_data: resumable iterator of host batches (dicts of numpy arrays), e.g.
+      `jaxpapers.data.batches(...)` (grain).
+    eval_data: split name -> that split's host batches (equal shapes, `"mask"` on padding rows,
+      e.g. `jaxpapers.data.eval_batches(...)`). A sequence is sent to the devices once and kept
+      there; any other iterable is read again at each evaluation.
+    eval_fn: `(model, batch) -> dict of metrics`, run jitted on each sharded batch of each split
+      every `eval_every` steps. Return `jaxpapers.core.metrics.mean(values, batch["mask"])`
+      (a (sum, count) pair): sums and counts add over the batches, so a padded last batch gives
+      the exact mean. A plain scalar is averaged over the batches. Logged as `SPLIT_NAME`.
+    model_metrics: `model -> dict of scalar metrics` that need no data (weight norms, spectra),
+      logged with the evaluation metrics under their own names.
     after_update: `(model, aux) -> dict or None`, mutates non-differentiated model state after
       each optimizer step, outside autodiff (e.g. router-bias balancing); scalar metrics it
       returns are logged with the step's.
@@ -66,7 +77,9 @@ class Task:
   optimizer: optax.GradientTransformation
   loss_fn: Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, Metrics]]
   train_data: DataIterator
-  eval_fn: Callable[[nnx.Module], Metrics] | None = None
+  eval_data: Mapping[str, Iterable[dict[str, np.ndarray]]] | None = None
+  eval_fn: Callable[[nnx.Module, Batch], Metrics] | None = None
+  model_metrics: Callable[[nnx.Module], Metrics] | None = None
   after_update: Callable[[nnx.Module, Metrics], Metrics | None] | None = None
   wrt: Any = nnx.Param
 
@@ -144,7 +157,7 @@ def _stacked_batch(local_batches: list[dict[str, np.ndarray]], mesh: jax.shardin
 class _DeviceBatches:
   """Host batches -> global device arrays; a batch object handed out again is not re-sent.
 
-  Full-batch iterators return the same batch object every step (see data.BatchIterator), so the
+  Full-batch iterators return the same batch object every step (see data.FullBatch), so the
   loop transfers it once. `state` is the data-iterator position after the last batch taken.
   """
 
@@ -245,7 +258,12 @@ class Trainer:
     # Multi-step programs (train.steps_per_dispatch): jit caches one per chunk length.
     self._train_repeated = jax.jit(self._flat_repeated, donate_argnums=0, static_argnums=2)
     self._train_stacked = jax.jit(self._flat_stacked, donate_argnums=0)
-    self._eval_step = jax.jit(self._eval_fn) if task.eval_fn else None
+    if bool(task.eval_data) != (task.eval_fn is not None):
+      raise ValueError("a Task needs eval_data and eval_fn together (or neither)")
+    self._eval_step = jax.jit(self._eval_accumulate, donate_argnums=2)
+    self._model_metrics = jax.jit(self._model_metrics_fn) if task.model_metrics else None
+    self._eval_device: dict[str, list[Batch]] = {}  # sequences of eval batches, sent once
+    self._eval_shapes: dict[str, Any] = {}  # each split's metric shapes
 
   def lower_train_step(self, batch: Any) -> jax.stages.Lowered:
     """The jitted train step lowered on `abstract_state` and `batch` (ShapeDtypeStructs or
@@ -316,8 +334,17 @@ class Trainer:
                  "rng": jax.random.key_data(rng)}
     return new_state, {"loss": loss, **scalars}
 
-  def _eval_fn(self, leaves):
-    return self.task.eval_fn(self._model(jax.tree.unflatten(self._treedef, leaves)))
+  def _eval_metrics(self, leaves, batch) -> dict[str, metrics_lib.Mean]:
+    model = self._model(jax.tree.unflatten(self._treedef, leaves))
+    return {k: metrics_lib.as_mean(v) for k, v in self.task.eval_fn(model, batch).items()}
+
+  def _eval_accumulate(self, leaves, batch, totals):
+    """`totals` plus this batch's (sum, count) of every metric."""
+    out = self._eval_metrics(leaves, batch)
+    return jax.tree.map(jnp.add, totals, out)
+
+  def _model_metrics_fn(self, leaves):
+    return self.task.model_metrics(self._model(jax.tree.unflatten(self._treedef, leaves)))
 
   # ---- host-side loop ----
 
@@ -374,11 +401,33 @@ class Trainer:
     self.step += n
     return metrics
 
+  def _eval_split(self, name: str, batches: Iterable[dict[str, np.ndarray]]):
+    """The device batches of one split (a sequence is sent once and cached)."""
+    if name in self._eval_device:
+      return self._eval_device[name]
+    on_device = (mesh_lib.global_batch(b, self.mesh) for b in batches)
+    if isinstance(batches, Sequence):
+      on_device = self._eval_device[name] = list(on_device)
+    return on_device
+
   def evaluate(self) -> dict[str, float]:
-    if self._eval_step is None:
-      return {}
+    """Every split's metrics (sums and counts over its batches) and the model metrics."""
+    out: dict[str, Any] = {}
     with mesh_lib.use_mesh(self.mesh, self.rules):
-      return {k: float(v) for k, v in jax.device_get(self._eval_step(self._leaves)).items()}
+      for split, batches in (self.task.eval_data or {}).items():
+        totals = None
+        for batch in self._eval_split(split, batches):
+          if totals is None:
+            if split not in self._eval_shapes:
+              self._eval_shapes[split] = jax.eval_shape(self._eval_metrics, self._leaves, batch)
+            totals = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._eval_shapes[split])
+          totals = self._eval_step(self._leaves, batch, totals)
+        if totals is None:
+          raise ValueError(f"evaluation split {split!r} has no batches")
+        out.update({f"{split}_{k}": m.value() for k, m in totals.items()})
+      if self._model_metrics is not None:
+        out.update(self._model_metrics(self._leaves))
+    return {k: float(v) for k, v in jax.device_get(out).items()}
 
   def run(self, callback: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Trains from the current step to `config.steps`.

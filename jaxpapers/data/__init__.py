@@ -2,12 +2,12 @@
 
 * `sources`: random-access example sources (arrays, scikit-learn digits, TFDS).
 * `corpora`: local text corpora (the Python standard library) as next-token windows.
-* `batching`: resumable, process-sliced batch iterators over sources.
+* `pipeline`: grain pipelines of process-sliced, padded, masked batches (training, evaluation,
+  full batch), resumable.
 * `documents`: deterministic document streams (synthetic Markov domains, stdlib files).
 * `packing`: packed-sequence loaders over document streams (RSDB, sequential packing).
 """
 
-from jaxpapers.data.batching import BatchIterator, full_batch
 from jaxpapers.data.corpora import TextSource, stdlib_paths
 from jaxpapers.data.documents import (
     Document,
@@ -18,5 +18,6 @@ from jaxpapers.data.documents import (
     iterate,
     markov_domains,
 )
-from jaxpapers.data.packing import RSDB, SequentialPacker, domain_tv
+from jaxpapers.data.packing import RSDB, PackedDataset, SequentialPacker, domain_tv
+from jaxpapers.data.pipeline import FullBatch, batch_dataset, batches, eval_batches, full_batch, iterator
 from jaxpapers.data.sources import ArraySource, Source, TfdsSource, digits_source, tfds_source

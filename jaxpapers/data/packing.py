@@ -37,14 +37,19 @@ of batch ``k`` is ``np.random.default_rng([seed, RSDB_RNG_TAG, k])``, so the
 step is the RNG state) and, for RSDB, the live documents as
 ``[index, read_head]`` pairs; documents are regenerated from their index.
 Every process builds the same global batch and keeps its rows
-``[p * B / P, (p + 1) * B / P)``, like ``jaxpapers.data.batching.BatchIterator``.
+``[p * B / P, (p + 1) * B / P)``, like ``jaxpapers.data.pipeline``.
+
+Both packers are grain iterators (``grain.DatasetIterator``), and ``PackedDataset`` makes
+either one a ``grain.IterDataset`` (``iter()`` starts a fresh packer), so grain's
+transformations (``.map``, ``.batch``, prefetching) compose with them and keep the state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import grain
 import numpy as np
 
 from jaxpapers.data.documents import Document, DocumentStream
@@ -79,8 +84,8 @@ def domain_tv(domains: np.ndarray, mix: np.ndarray) -> float:
   return float(0.5 * np.abs(p - mix).sum())
 
 
-class _Packer:
-  """Shared batch assembly, process slicing and iterator protocol."""
+class _Packer(grain.DatasetIterator):
+  """Shared batch assembly, process slicing and iterator protocol (a grain source iterator)."""
 
   kind = ""
 
@@ -94,6 +99,7 @@ class _Packer:
       process_count: int = 1,
       with_provenance: bool = False,
   ):
+    super().__init__()  # first: a packer refused below is still a well-formed grain iterator
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if seq_len < 1:
@@ -417,3 +423,23 @@ class SequentialPacker(_Packer):
         f"SequentialPacker(batch={self.batch_size}, seq_len={self.seq_len}, "
         f"doc={self.doc}, head={self.head})"
     )
+
+
+class PackedDataset(grain.IterDataset):
+  """A packer as a grain ``IterDataset``: each ``iter()`` starts a fresh packer.
+
+  Example::
+
+    ds = PackedDataset(lambda: RSDB(stream, 8, 256, buffer_size=64, seed=0))
+    it = iter(ds.map(add_loss_weights))  # a grain iterator; get_state/set_state resume it
+  """
+
+  def __init__(self, make_packer: Callable[[], _Packer]):
+    super().__init__()
+    self._make_packer = make_packer
+
+  def __iter__(self) -> _Packer:
+    return self._make_packer()
+
+  def __str__(self) -> str:
+    return "PackedDataset"

@@ -3,7 +3,7 @@
 A *source* is any random-access sequence of examples: ``len(src)`` and
 ``src[i]`` returning a dict of numpy arrays (every example has the same keys,
 shapes and dtypes). A source may also provide ``gather(indices)`` returning
-the stacked examples at ``indices``; ``jaxpapers.data.batching.BatchIterator``
+the stacked examples at ``indices``; ``jaxpapers.data.pipeline``
 uses it when present instead of reading examples one by one.
 
 Sources provided here:

@@ -183,6 +183,10 @@ def test_trainer_benchmark_is_core_and_the_cli_writes_its_record(tmp_path, monke
   assert list(rates) == ["1", "4"] and rates["1"] == results["shared_steps_per_second"]
   np.testing.assert_allclose(results["dispatch_speedup_over_bare"]["4"],
                              rates["4"] / results["bare_steps_per_second"])
+  best = max(rates, key=rates.get)
+  assert results["best_steps_per_dispatch"] == int(best)
+  np.testing.assert_allclose(results["best_speedup_over_bare"], rates[best] / results["bare_steps_per_second"])
+  assert record["targets"]["best_speedup_over_bare"]["target"] == ">= 2"
   out = capsys.readouterr().out
   assert "jaxpapers Trainer" in out and "K=4" in out
 

@@ -22,7 +22,7 @@ from flax import nnx
 
 from jaxpapers import data
 from jaxpapers.core import experiment as experiment_lib
-from jaxpapers.core import report
+from jaxpapers.core import metrics, report
 from jaxpapers.core.config import MeshConfig, TrainConfig
 from jaxpapers.core.errors import UsageError
 from jaxpapers.core.train import Task, params_checksum
@@ -56,14 +56,15 @@ def _mse(model, batch, target):
 
 
 def _batches(seed: int):
-  return data.BatchIterator(data.ArraySource({"x": X, "y": Y}), 16, seed=seed)
+  return data.batches(data.ArraySource({"x": X, "y": Y}), 16, seed=seed)
 
 
 def teacher_task(config: ToyConfig, mesh, inputs) -> Task:  # pylint: disable=unused-argument
   return Task(init_model=Net, optimizer=optax.adam(config.lr),
               loss_fn=lambda m, b, rng: (_mse(m, b, b["y"]), {}),
               train_data=_batches(config.teacher.seed),
-              eval_fn=lambda m: {"mse": jnp.mean((m(X) - Y) ** 2)})
+              eval_data={"all": data.eval_batches(data.ArraySource({"x": X, "y": Y}), len(X))},
+              eval_fn=lambda m, b: {"mse": metrics.mean((m(b["x"]) - b["y"]) ** 2, b["mask"])})
 
 
 def student_task(config: ToyConfig, mesh, inputs) -> Task:  # pylint: disable=unused-argument

@@ -39,7 +39,7 @@ def lm_loss(model, batch, rng):  # pylint: disable=unused-argument
 
 def make_trainer(mesh: MeshConfig, steps: int = 3) -> Trainer:
   task = Task(init_model=tiny_lm, optimizer=optax.adamw(1e-2), loss_fn=lm_loss,
-              train_data=data.BatchIterator(data.ArraySource({"tokens": TOKENS}), 16, seed=0))
+              train_data=data.batches(data.ArraySource({"tokens": TOKENS}), 16, seed=0))
   config = TrainConfig(steps=steps, eval_every=0, log_every=1, checkpoint_every=0)
   return Trainer(task, config, mesh_lib.make_mesh(mesh), rules=mesh_lib.logical_rules(mesh))
 

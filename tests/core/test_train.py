@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from jaxpapers import data
-from jaxpapers.core import experiment
+from jaxpapers.core import experiment, metrics
 from jaxpapers.core.config import MeshConfig, TrainConfig
 from jaxpapers.core.mesh import make_mesh
 from jaxpapers.core.train import Task, Trainer, params_checksum
@@ -56,12 +56,19 @@ def after_update(model, aux):
   return {"hook_count": model.updates[...]}
 
 
+def eval_fn(model, batch):
+  return {"mse": metrics.mean((model(batch["x"]) - batch["y"]) ** 2, batch["mask"]),
+          "batches": jnp.ones(())}  # a plain scalar: averaged over the batches
+
+
 def make_trainer(steps=30, seed=0, mesh=MeshConfig(data=1), workdir=None, checkpoint_every=0,
                  eval_every=10, steps_per_dispatch=1):
   source = data.ArraySource({"x": X, "y": Y})
   task = Task(init_model=MLP, optimizer=optax.adam(3e-3), loss_fn=loss_fn,
-              train_data=data.BatchIterator(source, 16, seed=seed),
-              eval_fn=lambda m: {"mse": jnp.mean((m(X) - Y) ** 2)}, after_update=after_update)
+              train_data=data.batches(source, 16, seed=seed),
+              eval_data={"all": data.eval_batches(source, 24, pad_to_multiple=8)},  # 24, 24, 16 + 8 pad
+              eval_fn=eval_fn, model_metrics=lambda m: {"kernel_norm": jnp.linalg.norm(m.l1.kernel[...])},
+              after_update=after_update)
   config = TrainConfig(steps=steps, seed=seed, eval_every=eval_every, log_every=5,
                        checkpoint_every=checkpoint_every, steps_per_dispatch=steps_per_dispatch)
   return Trainer(task, config, make_mesh(mesh), workdir, "test_mlp", {"test": True})
@@ -85,7 +92,7 @@ def test_sharded_training_equals_one_device(one_device, mesh):
   reference, ref_result = one_device
   trainer = make_trainer(mesh=mesh)
   result = trainer.run()
-  np.testing.assert_allclose(result.final_metrics["mse"], ref_result.final_metrics["mse"], rtol=1e-5)
+  np.testing.assert_allclose(result.final_metrics["all_mse"], ref_result.final_metrics["all_mse"], rtol=1e-5)
   chex.assert_trees_all_close(as_numpy(trainer.params()), as_numpy(reference.params()), rtol=2e-5, atol=2e-6)
   # the hidden kernel [8, 32] (embed, mlp) is stored split over fsdp and tensor
   expected = jax.sharding.PartitionSpec("fsdp" if mesh.fsdp > 1 else None,
@@ -116,7 +123,18 @@ def test_records_follow_the_cadence(one_device):
   trains = [r["step"] for r in result.history if r["kind"] == "train"]
   assert evals == [0, 10, 20, 30]
   assert trains == [5, 10, 15, 20, 25, 30]
-  assert result.history[0]["mse"] > result.history[-1]["mse"]
+  assert result.history[0]["all_mse"] > result.history[-1]["all_mse"]
+
+
+def test_eval_sums_and_counts_give_the_exact_mean_over_uneven_batches(one_device):
+  """The padded last batch (16 real rows of 24) adds nothing: the full-data mean, exactly."""
+  trainer, result = one_device
+  model = trainer.model
+  np.testing.assert_allclose(result.final_metrics["all_mse"], np.mean((model(X) - Y) ** 2), rtol=1e-6)
+  assert result.final_metrics["all_batches"] == 1.0
+  np.testing.assert_allclose(result.final_metrics["kernel_norm"],
+                             np.linalg.norm(np.asarray(model.l1.kernel[...])), rtol=1e-6)
+  assert all(isinstance(b["x"], jax.Array) for b in trainer._eval_device["all"])  # sent once, kept
 
 
 def test_resume_from_checkpoint_is_bit_identical(one_device, tmp_path):
@@ -155,10 +173,10 @@ def _records(history):
 def _assert_same_records(history, reference):
   got, want = _records(history), _records(reference)
   assert [key for key, _ in got] == [key for key, _ in want]
-  for (key, metrics), (_, ref_metrics) in zip(got, want):
-    assert metrics.keys() == ref_metrics.keys(), key
-    for name, value in metrics.items():
-      assert value == pytest.approx(ref_metrics[name], rel=1e-6, abs=1e-7), (key, name)
+  for (key, rec_metrics), (_, ref_rec_metrics) in zip(got, want):
+    assert rec_metrics.keys() == ref_rec_metrics.keys(), key
+    for name, value in rec_metrics.items():
+      assert value == pytest.approx(ref_rec_metrics[name], rel=1e-6, abs=1e-7), (key, name)
 
 
 def test_multi_step_dispatch_equals_one_step_per_call(one_device):

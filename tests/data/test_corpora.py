@@ -20,7 +20,7 @@ def test_text_source_byte_level(tmp_path):
     np.testing.assert_array_equal(ex["inputs"], raw[i * 8:(i + 1) * 8])
     np.testing.assert_array_equal(ex["targets"], raw[i * 8 + 1:(i + 1) * 8 + 1])
     np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
-  batch = next(data.BatchIterator(src, 4, shuffle=False))
+  batch = next(data.batches(src, 4, shuffle=False))
   np.testing.assert_array_equal(batch["inputs"][1], src[1]["inputs"])
   assert src.decode(src.encode(text)) == text
 
@@ -49,7 +49,7 @@ def test_text_source_char_level(tmp_path):
 def test_text_source_default_stdlib_corpus():
   src = data.TextSource(seq_len=64, max_bytes=20_000)
   assert 0 < len(src) <= 20_000 // 64
-  batch = next(data.BatchIterator(src, 16, shuffle=False))
+  batch = next(data.batches(src, 16, shuffle=False))
   assert batch["inputs"].shape == (16, 64)
   text = src.decode(np.concatenate(
       [src[i]["inputs"] for i in range(len(src))]

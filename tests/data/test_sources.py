@@ -70,7 +70,7 @@ def test_tfds_source_with_mock_data():
     src = data.tfds_source("mnist", "train")
     assert len(src) == 5
     examples = [src[i] for i in range(5)]
-    batch = next(data.BatchIterator(src, 5, shuffle=False))
+    batch = next(data.batches(src, 5, shuffle=False))
   for ex in examples:
     assert isinstance(ex["image"], np.ndarray)
     assert ex["image"].shape == (28, 28, 1)
