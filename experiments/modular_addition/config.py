@@ -98,7 +98,9 @@ class ModularAdditionConfig:
   warmup_steps: int = 10
   frac_train: float = 0.75
   split_seed: int = 0
-  train: TrainConfig = TrainConfig(steps=12_000, eval_every=100, log_every=100, checkpoint_every=2_000)
+  # 100 steps per jitted call: the best K of `jaxpapers bench trainer` (README, "Benchmarks").
+  train: TrainConfig = TrainConfig(steps=12_000, eval_every=100, log_every=100, checkpoint_every=2_000,
+                                   steps_per_dispatch=100)
   mesh: MeshConfig = MeshConfig()
   lottery: LotteryConfig = LotteryConfig()
   mechanism: MechanismConfig = MechanismConfig()
@@ -123,11 +125,13 @@ class ModularAdditionConfig:
 
 SMOKE = ModularAdditionConfig(
     p=23, width=256, lr=1e-3, weight_decay=1.0,
-    train=TrainConfig(steps=4_000, eval_every=100, log_every=100, checkpoint_every=1_000),
+    train=TrainConfig(steps=4_000, eval_every=100, log_every=100, checkpoint_every=1_000,
+                      steps_per_dispatch=100),
     lottery=LotteryConfig(p=17, width=128, steps=2_000))
 SMALL = ModularAdditionConfig()
 PAPER = ModularAdditionConfig(
     p=97, width=width_rule(97),
-    train=TrainConfig(steps=50_000, eval_every=200, log_every=200, checkpoint_every=5_000))
+    train=TrainConfig(steps=50_000, eval_every=200, log_every=200, checkpoint_every=5_000,
+                      steps_per_dispatch=100))
 
 PRESETS = {"smoke": SMOKE, "small": SMALL, "paper": PAPER}
