@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
   bench = commands.add_parser("bench", help="a benchmark; prints a table, writes JSON")
   bench.add_argument("name", help="benchmark name")
   bench.add_argument("--out", default="runs", type=Path, help="folder of bench_NAME.json")
+  bench.add_argument("--dry-run", action="store_true",
+                     help="`gpu` only: the GPU suite at tiny sizes on CPU (bench_gpu_dry.json)")
   return parser
 
 
@@ -139,12 +141,15 @@ def _reproduce(args) -> int:
       if args.name != "all":
         raise
       raise UsageError(f"the overrides do not fit experiment {exp.name}: {e}; nothing was run") from None
-  all_passed = True
+  all_passed, total_seconds, claims, failed = True, 0.0, 0, 0
   for exp in exps:
     with _Progress(sys.stderr.isatty()) as progress:
       record = experiment_lib.reproduce(exp, args.preset, args.out, progress, args.overrides,
                                         notify=lambda m: _stderr(f"jaxpapers: {m}"))
     all_passed &= record["passed"]
+    total_seconds += record["wall_seconds"]
+    claims += len(record["claims"])
+    failed += sum(not c["passed"] for c in record["claims"])
     for claim in record["claims"]:
       mark = "pass" if claim["passed"] else "FAIL"
       measured = claim["measured"]
@@ -153,6 +158,9 @@ def _reproduce(args) -> int:
     verdict = "passed" if record["passed"] else "FAILED"
     print(f"{exp.name} ({args.preset}): {verdict} in {record['wall_seconds']:.0f} s; "
           f"report: {args.out / exp.name / 'report.md'}")
+  if args.name == "all":
+    print(f"all ({args.preset}): {len(exps)} experiments, {claims - failed}/{claims} claims passed "
+          f"in {total_seconds:.0f} s")
   return 0 if all_passed else EXIT_FAILED_CLAIMS
 
 
@@ -198,18 +206,47 @@ def _plan(args) -> int:
   return EXIT_DOES_NOT_FIT if record["fits"] is False else 0
 
 
-def _bench(args) -> int:
-  from jaxpapers.core import bench as bench_lib  # pylint: disable=g-import-not-at-top
-  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
-  bench = registry.load_benchmark(args.name)
+def _make_out(out: Path) -> None:
   try:
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise UsageError(f"cannot create {args.out} ({e.strerror}); choose another --out") from None
-  rows, record = bench()
+    raise UsageError(f"cannot create {out} ({e.strerror}); choose another --out") from None
+
+
+def _print_table(rows) -> None:
   widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
   for row in rows:
     print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def _bench_gpu(args) -> int:
+  """The accelerator suite (jaxpapers/core/bench_gpu.py): exit 0 when nothing failed or raised."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from jaxpapers.core import bench_gpu  # pylint: disable=g-import-not-at-top
+  backend = jax.default_backend()
+  if backend != "gpu" and not args.dry_run:
+    raise UsageError(f"no GPU here (jax's backend is {backend}); run `jaxpapers bench gpu` on a GPU "
+                     "machine (scripts/bench_gpu.sh), or pass --dry-run for the CPU check")
+  _make_out(args.out)
+  record = bench_gpu.run(args.out, args.dry_run, notify=lambda line: print(f"gpu: {line}", flush=True))
+  _print_table(bench_gpu.table(record))
+  print(f"wrote {args.out / bench_gpu.output_name(args.dry_run)}")
+  return EXIT_FAILED_CLAIMS if record["passed"] is False else 0
+
+
+def _bench(args) -> int:
+  from jaxpapers.core import bench as bench_lib  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  if args.name == "gpu":
+    return _bench_gpu(args)
+  if args.dry_run:
+    raise UsageError(f"--dry-run is for `jaxpapers bench gpu` only; run `jaxpapers bench {args.name}` "
+                     "without it")
+  bench = registry.load_benchmark(args.name)
+  _make_out(args.out)
+  rows, record = bench()
+  _print_table(rows)
   bench_lib.check_record(record, args.name)  # every bench_NAME.json has the shared schema
   path = args.out / f"bench_{args.name}.json"
   path.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")

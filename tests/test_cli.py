@@ -353,3 +353,21 @@ def test_concurrent_train_is_refused_while_the_first_run_goes_on(tmp_path):
   assert not (workdir / "run.lock").exists()  # released on the way out of a SIGTERM stop
   steps = [(r["kind"], r["step"]) for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())]
   assert all(n == 1 for n in collections.Counter(steps).values()), steps
+
+
+def test_reproduce_all_prints_the_total(monkeypatch, capsys, tmp_path):
+  """`reproduce all` ends with one line: experiments, claims passed, and the summed wall time."""
+  from jaxpapers import cli  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
+  names = registry.experiment_names()
+  fake = {n: {"passed": i != 0, "wall_seconds": 10.0 * (i + 1),
+              "claims": [{"id": "a", "passed": True, "measured": 1.0, "threshold": ">= 1"},
+                         {"id": "b", "passed": i != 0, "measured": 0.5, "threshold": ">= 1"}]}
+          for i, n in enumerate(names)}
+  monkeypatch.setattr(experiment_lib, "reproduce", lambda exp, *a, **k: fake[exp.name])
+  assert cli.main(["reproduce", "all", "--preset", "smoke", "--out", str(tmp_path)]) == cli.EXIT_FAILED_CLAIMS
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  total = sum(10.0 * (i + 1) for i in range(len(names)))
+  assert last == (f"all (smoke): {len(names)} experiments, {2 * len(names) - 1}/{2 * len(names)} "
+                  f"claims passed in {total:.0f} s")

@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
+from jaxpapers.core.bench_gpu import GpuCheck
 from jaxpapers.core.metrics import series
 from jaxpapers.nn import dit
 
@@ -183,3 +184,12 @@ EXPERIMENT = experiment_lib.Experiment(
 )
 
 BENCHMARKS = {"sparge_attention2": "bench:bench_sparge_attention2"}
+
+GPU_CHECKS = {
+    "kernel": GpuCheck("gpu_bench:check_kernel", budget_s=30,
+                       description="Pallas block-sparse kernel (Triton) vs its reference, "
+                                   "forward and backward, bf16 and float32"),
+    "bench": GpuCheck("gpu_bench:check_bench", budget_s=100,
+                      description="block-sparse attention at 0-95% sparsity vs cuDNN, Pallas "
+                                  "flash and XLA dense, N 32k and 8k"),
+}

@@ -17,6 +17,7 @@ import numpy as np
 from jaxpapers import optim
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
+from jaxpapers.core.bench_gpu import GpuCheck
 from jaxpapers.core.metrics import series
 
 from . import router_sim, rsdb_study
@@ -185,3 +186,9 @@ EXPERIMENT = experiment_lib.Experiment(
 )
 
 BENCHMARKS = {"trinity": "bench:bench_trinity"}
+
+GPU_CHECKS = {
+    "mfu": GpuCheck("gpu_check:check_mfu", budget_s=80,
+                    description="tokens/s and MFU of one AFMoE training step at d_model 2048 "
+                                "(4 layers, 64 experts top-6, bf16)"),
+}

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxpapers.core import experiment as experiment_lib
 from jaxpapers.core import report
+from jaxpapers.core.bench_gpu import GpuCheck
 from jaxpapers.core.metrics import series
 
 from . import checks
@@ -174,3 +175,12 @@ EXPERIMENT = experiment_lib.Experiment(
 )
 
 BENCHMARKS = {"two_mamba": "bench:bench_two_mamba"}
+
+GPU_CHECKS = {
+    "kernel": GpuCheck("gpu_bench:check_kernel", budget_s=40,
+                       description="Pallas second-order kernels (square, exp; Triton) vs the "
+                                   "dense reference, forward and backward, bf16 and float32"),
+    "bench": GpuCheck("gpu_bench:check_bench", budget_s=80,
+                      description="second-order attention vs Pallas flash and cuDNN, N 32k and "
+                                  "8k; chunked form; decode vs KV cache"),
+}

@@ -6,11 +6,14 @@ Every folder `experiments/<name>/` whose `run.py` defines `EXPERIMENT` is the ex
 `{"trinity": "bench:bench_trinity"}`); each function returns `(table rows, JSON record)`, the
 record built by `jaxpapers.core.bench.bench_record`, and its module defines `SMOKE_KWARGS`
 (function name -> keyword arguments of a quick run, which tests/core/test_bench.py runs).
-The names in `CORE_BENCHMARKS` measure the library itself and are reserved.
+The names in `CORE_BENCHMARKS` measure the library itself and are reserved. A `run.py` may also
+define `GPU_CHECKS`, a dict from check names to `jaxpapers.core.bench_gpu.GpuCheck`s (targets
+inside the folder as well), which `jaxpapers bench gpu` runs (`gpu_checks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
@@ -21,7 +24,7 @@ from jaxpapers.core.errors import UsageError
 PACKAGE = "jaxpapers.experiments"
 CORE_BENCHMARKS = {
     "trainer": "jaxpapers.core.bench_trainer:bench_trainer",  # the shared loop vs a bare jit loop
-    "gpu": None,  # the accelerator suite (reserved)
+    "gpu": None,  # the accelerator suite: the CLI runs jaxpapers.core.bench_gpu (GPU_CHECKS)
 }
 
 
@@ -77,6 +80,17 @@ def benchmarks() -> dict[str, str | None]:
   A name that two folders claim maps to the first; running it is refused (`load_benchmark`).
   """
   return {name: targets[0] for name, targets in _benchmark_claims().items()}
+
+
+def gpu_checks() -> dict[str, Any]:
+  """Every experiment's `GPU_CHECKS`, as "EXPERIMENT.CHECK" -> its `GpuCheck` with the full
+  `module:function` target, in experiment-name order and each folder's own order."""
+  found = {}
+  for name in experiment_names():
+    for check_name, check in getattr(_run_module(name), "GPU_CHECKS", {}).items():
+      target = check.target if callable(check.target) else f"{PACKAGE}.{name}.{check.target}"
+      found[f"{name}.{check_name}"] = dataclasses.replace(check, target=target)
+  return found
 
 
 def load_benchmark(name: str) -> Callable[[], tuple[list, dict]]:
