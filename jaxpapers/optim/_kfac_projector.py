@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpapers.optim import _checks, _sharding
+from jaxpapers.optim import _checks, _sharding, _trees
 
 PROJECT_MODES = ("gradient", "update", "both")
 
@@ -235,19 +235,11 @@ def kfac_project(delta: jax.Array, basis: KroneckerEigenbasis) -> jax.Array:
 
 def _project_tree(updates: Any, bases: Any) -> Any:
   def one(b, u):
-    if b is None or isinstance(u, optax.MaskedNode):  # masked out (optax.masked / partition)
+    if b is None or _trees.is_masked(u):  # masked out (optax.masked / partition)
       return u
     return kfac_project(u, b)
 
   return jax.tree.map(one, bases, updates, is_leaf=_is_factor_leaf)
-
-
-def _is_params_placeholder(params: Any) -> bool:
-  """Whether `params` is the leafless placeholder that `optax.tree.map_params` inits with.
-
-  `optax.masked` tests for the same (private) class; matched by name to survive its moves.
-  """
-  return type(params).__name__ == "_ParamsPlaceholder"
 
 
 def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
@@ -289,7 +281,7 @@ def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
   static_energy = isinstance(energy, (int, float))  # else a jax value (inject_hyperparams)
 
   def init_fn(params):
-    if _is_params_placeholder(params):  # optax.tree.map_params: only the structure is used
+    if _trees.is_params_placeholder(params):  # optax.tree.map_params: only the structure is used
       bases = jax.tree.map(
           lambda f: None if f is None else jax.eval_shape(
               lambda f: kfac_eigenbasis(f, energy, g_identity), f),
@@ -300,7 +292,7 @@ def kfac_projector(factors: Any, energy: float = 0.9, project: str = "update",
       if f is None:
         return None
       d_in, d_out = f.a.shape[0], f.g.shape[0]
-      masked = isinstance(p, optax.MaskedNode)  # masked out: kept, never applied
+      masked = _trees.is_masked(p)  # masked out: kept, never applied
       if not masked and p.ndim == 3 and p.shape[1:] == (d_in, d_out):
         raise ValueError(f"kfac_projector: parameter of shape {p.shape} looks like {p.shape[0]} "
                          "stacked layers (scanned, jaxpapers.nn.scan) under one layer's factors; "

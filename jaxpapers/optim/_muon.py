@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Literal
 
 import jax
@@ -51,7 +52,7 @@ import optax
 from flax import nnx
 from optax.contrib import MuonDimensionNumbers
 
-from jaxpapers.optim import _checks, _sharding
+from jaxpapers.optim import _checks, _sharding, _trees
 
 ADAM_NAMES = ("embed", "head", "router", "norm", "bias", "scale")
 """Path components containing one of these (case-insensitive) go to Adam in :func:`muon_labels`."""
@@ -164,6 +165,44 @@ def _dims_for(label: str, leaf: Any, stacked: int = 0) -> MuonDimensionNumbers |
                    "it 'adam'")
 
 
+def _resolve_labels(labels: LabelsOrFn, tree: Any) -> Labels:
+  """The labels of `tree`, a params-like tree as optax passes it to our callables.
+
+  A callable is applied to `tree`. A labels pytree (given for the full params, or a prefix of
+  them, as `optax.masked` masks are) is matched to `tree`'s leaves by key path, so the
+  container types may differ (a dict of labels for the `nnx.State` that `nnx.Optimizer`
+  passes): where `tree` has an `optax.MaskedNode` (the Adam leaves, as `optax.contrib.muon`
+  masks them before calling its dimension numbers; leaves masked by an enclosing
+  `optax.masked`) so has the result, `optax.tree.map_params`' placeholder is returned as it
+  is, and the label of an `nnx.Variable` leaf is wrapped like it.
+
+  Raises:
+    ValueError: a leaf of `tree` has no label.
+  """
+  if callable(labels):
+    return labels(tree)
+  if _trees.is_params_placeholder(tree):
+    return tree
+  by_path = {}
+  for path, label in jax.tree_util.tree_flatten_with_path(labels, is_leaf=_is_variable)[0]:
+    if _is_variable(label):
+      (label,) = jax.tree.leaves(label)
+    by_path[tuple(_key_name(key) for key in path)] = label
+
+  def label_of(path, x):
+    if _trees.is_masked(x):
+      return x
+    names = tuple(_key_name(key) for key in path)
+    found = next((by_path[names[:n]] for n in range(len(names), -1, -1) if names[:n] in by_path),
+                 None)
+    if found is None:
+      raise ValueError(f"muon: labels have no label for the parameter {'/'.join(names)}")
+    return jax.tree.map(lambda _: found, x) if _is_variable(x) else found
+
+  return jax.tree_util.tree_map_with_path(
+      label_of, tree, is_leaf=lambda x: _trees.is_masked(x) or _is_variable(x))
+
+
 def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax.Params], Any]:
   """The `muon_weight_dimension_numbers` callable of `optax.contrib.muon` for `labels`.
 
@@ -177,7 +216,7 @@ def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax
   """
 
   def dimension_numbers(params):
-    resolved = labels(params) if callable(labels) else labels
+    resolved = _resolve_labels(labels, params)
     return _map_leaves(lambda _, stacked, leaf, label: _dims_for(label, leaf, stacked),
                        params, resolved)
 
@@ -186,10 +225,6 @@ def _muon_dimension_numbers(labels: LabelsOrFn = muon_labels) -> Callable[[optax
 
 def _all_muon_dimension_numbers(params):
   return _map_leaves(lambda _, stacked, leaf: _dims_for("muon", leaf, stacked), params)
-
-
-def _is_masked(x: Any) -> bool:
-  return isinstance(x, optax.MaskedNode)
 
 
 def _wrapped(tx: optax.GradientTransformation,
@@ -208,11 +243,11 @@ def _wrapped(tx: optax.GradientTransformation,
     _checks.check_like("muon", updates, params)
     if not _sharding.any_explicit(updates, state):
       return tx.update(updates, state, params, **extra_args)
-    resolved = labels(updates) if callable(labels) else labels
+    resolved = _resolve_labels(labels, updates)
     full = jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), resolved, updates)
-    gather = lambda x, label: x if _is_masked(x) or label != "muon" else _sharding.gather(x)
+    gather = lambda x, label: x if _trees.is_masked(x) or label != "muon" else _sharding.gather(x)
     gathered_updates = jax.tree.map(lambda u, label: gather(u, label), updates, full)
-    gathered_state = optax.tree.map_params(tx, gather, state, full, is_leaf=_is_masked)
+    gathered_state = optax.tree.map_params(tx, gather, state, full, is_leaf=_trees.is_masked)
     new_updates, new_state = tx.update(gathered_updates, gathered_state, params, **extra_args)
     return (_sharding.restore_like(new_updates, updates),
             _sharding.restore_like(new_state, state))
@@ -269,8 +304,11 @@ def muon(
     nesterov: Nesterov momentum for Muon (and, unless `adam_nesterov` is given, for Adam).
     weight_decay: Decoupled weight decay of the Muon branch (multiplied by the learning rate).
     adam_weight_decay: Weight decay of the Adam branch (applied to all Adam leaves).
-    labels: A callable `params -> labels` or a pytree of "muon" | "adam"; None (default)
-      uses :func:`muon_labels`. Muon leaves must be 2-D or 3-D after their stacked axes.
+    labels: A callable `params -> labels` or a pytree of "muon" | "adam" matched to the
+      params by key path (their structure or a prefix of it; a pure dict serves the
+      `nnx.State` of `nnx.Optimizer`); None (default) uses :func:`muon_labels`. Muon leaves must be 2-D or 3-D
+      after their stacked axes. A single label string is refused (ValueError): it is what a
+      callable becomes under `optax.inject_hyperparams` without `static_args=("labels",)`.
     adam_nesterov: None follows `nesterov` (optax's behaviour: NAdamW by default); False gives
       plain AdamW on the Adam leaves while Muon keeps Nesterov.
     adam_b1: Adam first-moment decay.
@@ -295,6 +333,12 @@ def muon(
     Ahn et al., `Dion: Distributed Orthonormalized Updates
     <https://arxiv.org/abs/2504.05295>`_, 2025
   """
+  if isinstance(labels, str):  # also what a callable labels becomes under inject_hyperparams
+    raise ValueError(
+        f"muon: labels={labels!r} is one label; give a callable params -> labels or a pytree "
+        'of "muon" | "adam" with the structure of the params. Under optax.inject_hyperparams a '
+        "callable labels is taken for a schedule and called on the step count (giving 'adam' "
+        "for every leaf): declare it static, static_args=('ns_steps', 'labels')")
   labels = muon_labels if labels is None else labels
   common = dict(ns_coeffs=ns_coeffs, ns_steps=ns_steps, beta=beta, eps=eps,
                 weight_decay=weight_decay, weight_decay_mask=weight_decay_mask,
@@ -316,4 +360,6 @@ def muon(
                      mu_dtype=mu_dtype, nesterov=adam_nesterov)
   only_muon = optax.contrib.muon(
       learning_rate, muon_weight_dimension_numbers=_all_muon_dimension_numbers, **common)
-  return _wrapped(optax.partition({"muon": only_muon, "adam": adam}, labels), labels)
+  # Callable labels: a labels pytree is matched by key path, as on the default path above.
+  by_path = labels if callable(labels) else functools.partial(_resolve_labels, labels)
+  return _wrapped(optax.partition({"muon": only_muon, "adam": adam}, by_path), labels)

@@ -10,10 +10,16 @@ holds its optimizers to, on tiny trees:
   `kfac_projector` forwards extra arguments to an `inner` that needs them.
 - dtypes (float16, bfloat16, float32, float64): updates keep the params' dtype, and the update
   is type-stable (optax's `lax.cond` test: the new state and updates have the types of the old
-  state and params).
+  state and params). Types are fixed when a step is traced, so this case evaluates `init` and
+  the step abstractly (`jax.eval_shape`) instead of compiling 20 programs; the values of the
+  float32 steps are checked by every other case; bfloat16 steps are compiled and run under
+  MultiSteps.
 - `optax.inject_hyperparams`: equal updates and state; a hyperparameter changed in the state at
   run time takes effect (a new learning rate; for `kfac_projector` a new energy recomputes the
-  masks) exactly as building the transform with the new value.
+  masks) exactly as building the transform with the new value. `muon`'s labels: a labels pytree
+  acts as the default callable (plain, injected and under `map_params`); a callable labels that
+  is not declared static (inject_hyperparams takes it for a schedule) is refused with a
+  ValueError naming `static_args`, instead of sending every leaf to Adam.
 - `optax.MultiSteps`: zero updates until the k-th step (bfloat16, float32), then the update of
   the averaged gradient (float32).
 - `optax.chain`, `optax.masked` and `optax.partition` (a leaf masked out passes through; the
@@ -172,6 +178,10 @@ def _types(tree):
   return jax.tree.map(jax.typeof, tree)
 
 
+def _avals(tree):
+  return jax.tree.map(lambda x: (x.shape, jnp.dtype(x.dtype)), tree)
+
+
 def _is_masked(x):
   return isinstance(x, optax.MaskedNode)
 
@@ -210,18 +220,18 @@ def test_dtype_is_preserved_and_update_is_type_stable(spec, dtype):
     dtype = jnp.dtype(dtype)
     tx = spec.make()
     params, (grads,) = _params(spec, dtype), _grads(spec, 1, dtype)
-    state = tx.init(params)
+    state = jax.eval_shape(tx.init, params)
 
-    @jax.jit
     def step(params, state, grads):
       # As optax's test_state_shape_dtype_shard_stability: lax.cond demands that the updates
       # have the params' types and the new state the old state's.
       cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
       return jax.lax.cond(cond, lambda: tx.update(grads, state, params), lambda: (params, state))
 
-    updates, new_state = step(params, state, grads)
+    # Types are fixed when the step is traced: abstract evaluation checks them, no compile.
+    updates, new_state = jax.eval_shape(step, params, state, grads)
     assert jax.tree.map(lambda u: u.dtype, updates) == jax.tree.map(lambda p: p.dtype, params)
-    assert _types(new_state) == _types(state)
+    assert _avals(new_state) == _avals(state)
 
 
 @parametrize
@@ -410,3 +420,22 @@ def test_kfac_projector_inner_receives_extra_args():
   projected, _ = bare.update(grads, bare.init(params), params)
   expected, _ = polyak.update(projected, polyak.init(params), params, value=value)
   _close(updates, expected)
+
+
+@pytest.mark.parametrize("spec", SPECS[:2], ids=[s.name for s in SPECS[:2]])
+def test_muon_labels_pytree_or_callable_under_inject_hyperparams(spec):
+  """Labels given as a pytree (matched by key path) act as the default callable, also under
+  inject_hyperparams and map_params; a callable labels under inject_hyperparams must be declared
+  static, else a ValueError says so (it is taken for a schedule: every leaf would go to Adam)."""
+  params, (grads,) = _params(spec), _grads(spec, 1)
+  pytree = optim.muon_labels(params)
+  assert pytree == {"w": "muon", "experts": "muon", "norm": "adam"}
+  injected = optax.inject_hyperparams(spec.factory, static_args=spec.static_args)(
+      **spec.kwargs, labels=pytree)
+  state = injected.init(params)
+  chex.assert_trees_all_equal(optax.tree.map_params(injected, lambda v: v, state), state)
+  updates, _ = jax.jit(injected.update)(grads, state, params)
+  _close(updates, _reference(spec)[0][0])
+  with pytest.raises(ValueError, match="static_args=.*'labels'"):
+    optax.inject_hyperparams(spec.factory, static_args=spec.static_args)(
+        **spec.kwargs, labels=optim.muon_labels).init(params)

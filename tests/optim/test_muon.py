@@ -19,6 +19,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxpapers.nn.moe import MoE
 from jaxpapers.optim import muon, muon_labels
 
 V, D, E, F = 32, 16, 4, 24
@@ -89,6 +90,51 @@ def test_experts_are_orthogonalized_one_by_one():
   # Not the same as orthogonalizing the experts flattened into one [E*in, out] matrix.
   flat = _one_step(optax.contrib.muon(0.1, ns_coeffs="dion"), {"w": g.reshape(E * D, F)})["w"]
   assert np.abs(np.asarray(ours) - np.asarray(flat).reshape(E, D, F)).max() > 1e-2
+
+
+MOE_D, MOE_F = 8, 12  # F / d = 1.5: the width factor sqrt(F / d) of gate and up is not 1
+
+
+@jax.jit
+def _moe_updates(params, grads):
+  """Our Muon on the MoE layer's tree; optax.contrib.muon on each expert's 2-D matrices alone,
+  and on the fused `gate_up [d, 2F]` of each expert (learning rate 1, one jitted program)."""
+  contrib = optax.contrib.muon(1.0, ns_coeffs="dion")  # every 2-D leaf on Muon
+  ours = _one_step(muon(1.0), grads, params)
+  separate = {f"{name}{e}": grads[name][e] for name in ("gate", "up", "down") for e in range(E)}
+  separate |= {f"shared_{name}": grads["shared"][name]["kernel"] for name in ("gate", "up", "down")}
+  fused = {f"gate_up{e}": jnp.concatenate([grads["gate"][e], grads["up"][e]], -1)
+           for e in range(E)}
+  return ours, _one_step(contrib, separate), _one_step(contrib, fused)
+
+
+def test_moe_gate_and_up_are_orthogonalized_per_expert_with_their_own_scaling():
+  """Trinity's routed experts: `gate` and `up` `[E, d, F]` (jaxpapers.nn.moe stores them apart,
+  not as one fused `gate_up [E, d, 2F]`) get one Newton-Schulz per expert and matrix, each with
+  its own width factor `sqrt(max(1, F / d))`; `down [E, F, d]` likewise (factor 1)."""
+  moe = MoE(MOE_D, E, 1, MOE_F, num_shared=1, rngs=nnx.Rngs(0))
+  state = nnx.state(moe, nnx.Param)
+  kernels = {"gate": {"kernel": "muon"}, "up": {"kernel": "muon"}, "down": {"kernel": "muon"}}
+  assert nnx.to_pure_dict(muon_labels(state)) == {
+      "router": "adam", "gate": "muon", "up": "muon", "down": "muon", "shared": kernels}
+  params = nnx.to_pure_dict(state)
+  leaves, treedef = jax.tree.flatten(params)
+  grads = jax.tree.unflatten(treedef, [_normal(20 + i, *x.shape) for i, x in enumerate(leaves)])
+  ours, separate, fused = _moe_updates(params, grads)
+  for name in ("gate", "up", "down"):
+    expected = np.stack([separate[f"{name}{e}"] for e in range(E)])
+    np.testing.assert_allclose(ours[name], expected, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(ours["shared"][name]["kernel"], separate[f"shared_{name}"],
+                               atol=1e-6, err_msg=f"shared {name}")
+  # Each matrix is orthogonal up to its own factor: sqrt(F / d) for gate and up, 1 for down.
+  for name, width in [("gate", np.sqrt(MOE_F / MOE_D)), ("up", np.sqrt(MOE_F / MOE_D)),
+                      ("down", 1.0)]:
+    sv = np.linalg.svd(-np.asarray(ours[name]) / width, compute_uv=False)
+    assert 0.95 <= sv.min() and sv.max() <= 1.05, (name, sv.min(), sv.max())
+  # A fused gate_up would be orthogonalized as one [d, 2F] matrix with factor sqrt(2F / d).
+  split = np.stack([fused[f"gate_up{e}"] for e in range(E)])
+  assert np.abs(np.asarray(ours["gate"]) - split[..., :MOE_F]).max() > 0.1
+  assert np.abs(np.asarray(ours["up"]) - split[..., MOE_F:]).max() > 0.1
 
 
 class TinyMoE(nnx.Module):
@@ -205,3 +251,34 @@ def test_updates_unlike_params_are_refused_at_trace_time(adam_nesterov):
   missing = {k: v for k, v in tree.items() if k != "norm"}
   with pytest.raises(ValueError, match="muon: updates must have the tree structure"):
     tx.update(missing, state, tree)
+
+
+class _Small(nnx.Module):
+  def __init__(self, rngs: nnx.Rngs):
+    self.q = nnx.Linear(D, 2 * D, rngs=rngs)  # kernel: Muon; bias: Adam (1-D)
+    self.norm = nnx.RMSNorm(2 * D, rngs=rngs)
+
+  def __call__(self, x):
+    return jnp.sum(jnp.tanh(self.norm(self.q(x))) ** 2)
+
+
+@pytest.mark.parametrize("adam_nesterov", [None, False], ids=["optax_split", "partition"])
+def test_labels_pytree_of_a_pure_dict_works_with_nnx_optimizer(adam_nesterov):
+  """A labels dict (built from `nnx.to_pure_dict`) is matched to the `nnx.State` that
+  `nnx.Optimizer` passes by key path, and gives the default callable's step."""
+  x = _normal(30, 3, D)
+  models = [_Small(nnx.Rngs(0)) for _ in range(2)]
+  labels = muon_labels(nnx.to_pure_dict(nnx.state(models[0], nnx.Param)))
+  assert labels == {"q": {"kernel": "muon", "bias": "adam"}, "norm": {"scale": "adam"}}
+  optimizers = [nnx.Optimizer(m, muon(LR, adam_nesterov=adam_nesterov, labels=lab), wrt=nnx.Param)
+                for m, lab in zip(models, (labels, None))]
+
+  @nnx.jit
+  def step(model, optimizer):
+    optimizer.update(model, nnx.grad(lambda m: m(x))(model))
+
+  for model, optimizer in zip(models, optimizers):
+    step(model, optimizer)
+  with_dict, default = (nnx.to_pure_dict(nnx.state(m, nnx.Param)) for m in models)
+  chex.assert_trees_all_equal(with_dict, default)
+  assert np.abs(with_dict["q"]["kernel"] - _Small(nnx.Rngs(0)).q.kernel[...]).max() > 1e-3
