@@ -188,7 +188,7 @@ EXPERIMENT = experiment_lib.Experiment(
 BENCHMARKS = {"trinity": "bench:bench_trinity"}
 
 GPU_CHECKS = {
-    "mfu": GpuCheck("gpu_check:check_mfu", budget_s=80,
+    "mfu": GpuCheck("bench_gpu:check_mfu", budget_s=80,
                     description="tokens/s and MFU of one AFMoE training step at d_model 2048 "
                                 "(4 layers, 64 experts top-6, bf16)"),
 }

@@ -16,7 +16,7 @@ import pytest
 
 from jaxpapers import cli
 from jaxpapers.core import bench, bench_gpu, registry
-from jaxpapers.experiments.trinity import gpu_check as trinity_gpu
+from jaxpapers.experiments.trinity import bench_gpu as trinity_gpu
 
 EXPECTED = {"sparge_attention2.kernel", "sparge_attention2.bench", "trinity.mfu",
             "two_mamba.kernel", "two_mamba.bench"}
