@@ -96,7 +96,7 @@ def memory(dims=(16, 32, 64, 128)) -> dict[int, dict[str, float]]:
   """
   out = {}
   for d in dims:
-    config = dict(num_heads=1, head_dim=d, conv_size=2)
+    config = dict(num_heads=1, head_dim=d)  # 2mamba: conv window 2; softmax: none
     # Abstract mixers (no parameter init); their caches are real, zero-filled arrays.
     two = nnx.eval_shape(lambda: Mixer(8, MixerConfig(kind="2mamba", **config), rngs=nnx.Rngs(0)))
     soft = nnx.eval_shape(lambda: Mixer(8, MixerConfig(kind="softmax", **config),

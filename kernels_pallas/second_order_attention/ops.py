@@ -9,6 +9,12 @@ and `exp_decay_attention` the 2Mamba-E variant `w_ij = exp(q_i . k_j * scale + A
 (Sec. 6). The Pallas path is a `jax.custom_vjp` whose backward runs the kernels of kernel.py
 (gradients equivalent to the paper's App. C.5); the gradient of `log_decay` is the reverse
 cumulative sum of the `Acs` gradient, left to autodiff of the cumsum. `implementation="xla"` runs the dense reference.
+
+Any sequence length: with the tiles left as None they are chosen from the length
+(`default_block`) and the sequence is zero-padded at the end to a multiple of the tile. That is
+exact because the attention is causal: a padded key comes after every real query, so it gets no
+weight in a real row, and the padded query rows are sliced off (their cotangent is zero, so they
+add nothing to the gradients either).
 """
 
 from __future__ import annotations
@@ -23,14 +29,47 @@ from kernels_pallas.second_order_attention import kernel as kernel_lib
 from kernels_pallas.second_order_attention import reference
 
 DEFAULT_BLOCK = 128
+MIN_BLOCK = 16  # Triton's smallest dot tile; every default tile is a power of two in [16, 128]
 
 
-def _pick_block(requested: int | None, seq: int, name: str) -> int:
-  block = min(DEFAULT_BLOCK, seq) if requested is None else requested
-  if block < 1 or seq % block:
-    raise ValueError(f"{name}={block} must be >= 1 and divide the sequence length {seq}; pass "
-                     f"{name} explicitly (a divisor of {seq})")
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def default_block(seq: int) -> int:
+  """The tile chosen for a sequence of `seq` tokens when none is given.
+
+  The largest power of two in [MIN_BLOCK, DEFAULT_BLOCK] whose padded length stays within
+  `seq // 8` tokens of the shortest padding (to a multiple of MIN_BLOCK): N 1,024 -> 128,
+  N 1,000 -> 128 (pads to 1,024), N 160 -> 32 (no padding), N 97 -> 16 (pads to 112), N 1 -> 16.
+  """
+  if seq < 1:
+    raise ValueError(f"the sequence length must be >= 1; got {seq}")
+  shortest = _round_up(seq, MIN_BLOCK)
+  block = DEFAULT_BLOCK
+  while block > MIN_BLOCK and _round_up(seq, block) > shortest + seq // 8:
+    block //= 2
   return block
+
+
+def _blocks(block_q: int | None, block_k: int | None, seq: int) -> tuple[int, int, int]:
+  """`(block_q, block_k, padded length)`.
+
+  With both tiles None, both are `default_block(seq)` and the sequence is padded to a multiple
+  of it. An explicit tile must be >= 1 and divide `seq` (a ValueError naming it otherwise); then
+  nothing is padded, and a tile left None is `default_block(seq)` if that divides `seq`, else
+  the explicit one.
+  """
+  for name, block in (("block_q", block_q), ("block_k", block_k)):
+    if block is not None and (block < 1 or seq % block):
+      raise ValueError(f"{name}={block} must be >= 1 and divide the sequence length {seq}; pass "
+                       f"a divisor of {seq}, or leave both tiles None to have them chosen and "
+                       "the sequence padded")
+  chosen = default_block(seq)
+  if block_q is None and block_k is None:
+    return chosen, chosen, _round_up(seq, chosen)
+  fallback = chosen if seq % chosen == 0 else (block_q or block_k)
+  return block_q or fallback, block_k or fallback, seq
 
 
 def check_inputs(q, k, v, log_decay) -> None:
@@ -95,7 +134,9 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
     variant: "square" (`(q.k * scale)^2` weights, 2Mamba) or "exp" (2Mamba-E).
     scale: score scale, default `1/sqrt(dim)`.
     eps: clamp of the squared variant's denominator (ours; the authors' kernel uses 1e-8).
-    block_q, block_k: kernel tiles (default min(128, seq)); must divide seq.
+    block_q, block_k: kernel tiles. Left as None, they are chosen from the length
+      (`default_block`: a power of two in [16, 128]) and the sequence is padded internally to a
+      multiple of the tile, so any length works. A tile given explicitly must divide seq.
     implementation: "pallas" (the flash-style kernel) or "xla" (dense reference).
     interpret: run the Pallas interpreter; default True on CPU.
 
@@ -120,12 +161,16 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
   if implementation != "pallas":
     raise ValueError(f"implementation must be 'pallas' or 'xla'; got {implementation!r}")
   seq = q.shape[1]
-  block_q = _pick_block(block_q, seq, "block_q")
-  block_k = _pick_block(block_k, seq, "block_k")
+  block_q, block_k, padded = _blocks(block_q, block_k, seq)
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
+  if padded != seq:  # causal: the padded keys come after every real query, so they get no
+    # weight in its row; the padded queries' rows are dropped (and get a zero cotangent).
+    pad = lambda x: jnp.pad(x, [(0, 0), (0, padded - seq)] + [(0, 0)] * (x.ndim - 2))
+    q, k, v, log_decay = pad(q), pad(k), pad(v), pad(log_decay)
   acs = jnp.swapaxes(jnp.cumsum(log_decay.astype(jnp.float32), axis=1), 1, 2)
-  return _attention(q, k, v, acs, variant, scale, float(eps), block_q, block_k, bool(interpret))
+  out = _attention(q, k, v, acs, variant, scale, float(eps), block_q, block_k, bool(interpret))
+  return out[:, :seq]
 
 
 def exp_decay_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array,

@@ -8,6 +8,10 @@ With `Acs = cumsum(A)` along the sequence and `s_ij = q_i . k_j * scale`:
 * exponential (2Mamba-E, paper Sec. 6): `w_ij = exp(s_ij + Acs_i - Acs_j)`, i.e. causal softmax
   attention with an additive, data-dependent log-decay bias.
 
+`decayed_attention` is the general dense form behind both and the other members of the paper's
+ablation family (Tables 1-3): plain, squared or exponential scores, with or without the
+row-sum ("SM") normalisation; q and k may be wider than v (Mamba-2's state size).
+
 These dense `O(N^2)` forms are the oracles of the kernel tests and the "quadratic (XLA)" path
 of the op. Numerics (ours): the exponent is masked to -inf above the diagonal *before* the
 exponential and clamped at 0 on it, so no inf ever enters the graph (nor its gradient).
@@ -70,4 +74,33 @@ def linear_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Ar
   """Mamba-2S core (Alg. 4): `((Q K^T * scale) o AM o M) V`, no normalisation."""
   scale = q.shape[-1] ** -0.5 if scale is None else scale
   w = _scores(q, k, scale) * jnp.exp(decay_exponent(log_decay))
+  return jnp.einsum("bhqk,bkhd->bqhd", w, _acc(v)).astype(q.dtype)
+
+
+SCORES = ("linear", "square", "exp")
+
+
+def decayed_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array, *,
+                      score: str = "square", normalize: bool = True, scale: float | None = None,
+                      eps: float = DEFAULT_EPS) -> jax.Array:
+  """Dense causal attention with the decay mask, any score and normalisation (Secs. 2-6).
+
+  `w_ij = f(s_ij) exp(Acs_i - Acs_j)` for j <= i with `f(s) = s`, `s^2` or `exp(s)` ("linear",
+  "square", "exp"); `o_i = sum_j w_ij v_j`, divided by `max(sum_j w_ij, eps)` when
+  `normalize` (for "exp": the causal softmax of `s_ij + Acs_i - Acs_j`, computed stably).
+  q and k are `[batch, seq, heads, n]`, v `[batch, seq, heads, d]` (n may differ from d).
+  """
+  if score not in SCORES:
+    raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+  if score == "exp" and not normalize:
+    raise ValueError("unnormalised exponential weights overflow; use normalize=True")
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
+  s = _scores(q, k, scale)
+  expo = decay_exponent(log_decay)
+  if score == "exp":
+    w = jax.nn.softmax(s + expo, axis=-1)
+  else:
+    w = (s if score == "linear" else s * s) * jnp.exp(expo)
+    if normalize:
+      w = w / jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), eps)
   return jnp.einsum("bhqk,bkhd->bqhd", w, _acc(v)).astype(q.dtype)

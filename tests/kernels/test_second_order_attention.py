@@ -114,3 +114,40 @@ def test_bad_inputs_raise_one_clear_error():
     kernels_pallas.second_order_attention(q, k, v, a.astype(jnp.int32))
   with pytest.raises(ValueError, match="log_decay must be"):  # static checks: raised while tracing
     jax.jit(kernels_pallas.second_order_attention)(q, k, v, a[:, :, :, None])
+
+
+@functools.cache
+def _padded_fns(variant):
+  """Output and gradients (one program per length) with the default tiles, which pad."""
+  def loss(fn, q, k, v, a):
+    out = fn(q, k, v, a)
+    return jnp.sum(jnp.sin(out) * jnp.arange(out.shape[-1])), out
+  kernel = functools.partial(kernels_pallas.second_order_attention, variant=variant)
+  both = lambda fn: jax.jit(jax.grad(functools.partial(loss, fn), argnums=(0, 1, 2, 3),
+                                     has_aux=True))
+  return both(kernel), both(_reference(variant))
+
+
+@pytest.mark.parametrize("variant", ["square", "exp"])
+@pytest.mark.parametrize("n", [1, 97, 160, pytest.param(1000, marks=pytest.mark.slow)])
+def test_any_length_pads_internally(variant, n):
+  # Default tiles at lengths no tile divides (N 1, 97, 1000 pad; 160 takes tile 32).
+  q, k, v, a = _inputs(n, heads=1, dim=8, seed=n)
+  kernel, ref = _padded_fns(variant)
+  (grads, out), (ref_grads, ref_out) = kernel(q, k, v, a), ref(q, k, v, a)
+  assert out.shape == q.shape
+  np.testing.assert_allclose(out, ref_out, atol=2e-5, rtol=1e-5)
+  for name, got, want in zip("qkvA", grads, ref_grads):
+    assert got.shape == want.shape
+    scale = max(float(jnp.max(jnp.abs(want))), 1.0)  # N 1: dq, dk, dA are exactly 0
+    np.testing.assert_allclose(got / scale, want / scale, atol=2e-5, err_msg=f"d{name}")
+
+
+def test_default_tiles_follow_the_length():
+  from kernels_pallas.second_order_attention import ops
+  assert [ops.default_block(n) for n in (1, 64, 97, 160, 1000, 1024, 4096)] == [
+      16, 64, 16, 32, 128, 128, 128]
+  assert ops._blocks(None, None, 1000) == (128, 128, 1024)
+  assert ops._blocks(None, None, 160) == (32, 32, 160)
+  assert ops._blocks(40, None, 160) == (40, 32, 160)  # explicit tiles never pad
+  assert ops._blocks(None, 24, 120) == (24, 24, 120)  # 128 does not divide 120
