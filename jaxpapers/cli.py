@@ -62,8 +62,12 @@ def _parser() -> argparse.ArgumentParser:
   plan.add_argument("--stage", help="stage of a multi-stage experiment (default: the last)")
   plan.add_argument("--devices", type=int, help="devices to plan for (default: the local ones; "
                     "more than those: fake CPU devices in a subprocess)")
+  plan.add_argument("--topology", metavar="NAME",
+                    help="compile for this TPU slice with the TPU compiler (e.g. v5e:4x4, "
+                    "v4:2x2x2, v5p:2x2x1, v6e:2x2; needs the tpu extra, no TPU)")
   plan.add_argument("--device-memory", metavar="SIZE",
-                    help="memory of one device, e.g. 80GB (10^9 bytes) or 16GiB (2^30 bytes)")
+                    help="memory of one device, e.g. 80GB (10^9 bytes) or 16GiB (2^30 bytes); "
+                    "with --topology, default the HBM of one of its devices")
   plan.add_argument("--json", action="store_true", help="print one JSON object")
   plan.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
@@ -201,7 +205,7 @@ def _train(args) -> int:
 def _plan(args) -> int:
   from jaxpapers.core import plan as plan_lib  # pylint: disable=g-import-not-at-top
   record = plan_lib.plan(args.name, args.preset, args.stage, args.devices, args.device_memory,
-                         args.overrides)
+                         args.overrides, topology=args.topology)
   print(json.dumps(record) if args.json else plan_lib.format_table(record))
   return EXIT_DOES_NOT_FIT if record["fits"] is False else 0
 

@@ -234,7 +234,8 @@ def _local_device_memory() -> int | None:
 
 
 def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: int | None = None,
-               device_memory: int | None = None, preset: str | None = None) -> dict[str, Any]:
+               device_memory: int | None = None, preset: str | None = None,
+               available: Sequence[Any] | None = None) -> dict[str, Any]:
   """Plans a stage (default: the last) of `config` in this process, on its first `devices`.
 
   Args:
@@ -244,6 +245,8 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
     devices: devices to plan for, at most the local ones (default: all of them).
     device_memory: bytes of one device's memory (default: the local accelerator's, if any).
     preset: the preset's name, recorded.
+    available: the devices to plan on (default `jax.devices()`); abstract TPU devices of a
+      topology (`jaxpapers.core.tpu`) compile for TPU.
 
   Returns:
     The plan record (see the module docstring).
@@ -252,7 +255,7 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
     UsageError: no such stage, more devices than there are, a mesh or batch that does not fit.
   """
   from jaxpapers.core.train import Trainer  # pylint: disable=g-import-not-at-top
-  available = jax.devices()
+  available = jax.devices() if available is None else list(available)
   devices = len(available) if devices is None else devices
   if not 1 <= devices <= len(available):
     raise UsageError(f"--devices {devices}: this process has {len(available)} devices")
@@ -270,13 +273,21 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
   lowered = trainer.lower_train_step(batch)
   lowered_at = time.perf_counter()
   with mesh_lib.use_mesh(mesh, rules):
-    compiled = lowered.compile()
+    try:
+      compiled = lowered.compile()
+    except Exception as e:  # pylint: disable=broad-except
+      compiled = _OutOfMemory.parse(e)  # the TPU compiler refuses a program that does not fit
+      if compiled is None:
+        raise
   compile_seconds = time.perf_counter() - lowered_at
 
   model_state = trainer.abstract_state["model"]
   params, other = nnx.split_state(model_state, nnx.Param, ...)
   total, active = count_params(nnx.merge(trainer._model_def, model_state))  # pylint: disable=protected-access
   memory = _memory(compiled)
+  if isinstance(compiled, _OutOfMemory):
+    memory = {"argument": None, "output": 0, "alias": 0, "temp": compiled.temporaries,
+              "generated_code": None}
   per_device = {
       "params": per_device_bytes(params),
       "optimizer": per_device_bytes(trainer.abstract_state["optimizer"]),
@@ -290,6 +301,7 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
     device_memory = _local_device_memory()
   n = mesh.devices.size
   flops, loops = _flops(compiled), while_loops(compiled)
+  refused = isinstance(compiled, _OutOfMemory)
   return {
       "name": experiment.name, "preset": preset, "stage": target.name,
       "devices": n, "platform": mesh.devices.flat[0].platform,
@@ -298,13 +310,47 @@ def plan_stage(experiment: Any, config: Any, stage: str | None = None, devices: 
       "param_bytes_total": global_bytes(params),
       "bytes_per_device": per_device,
       "memory_analysis": memory,
-      "flops_per_device": flops, "flops_per_step": flops * n,
+      "flops_per_device": None if refused else flops,
+      "flops_per_step": None if refused else flops * n,
       "while_loops": loops,
       "flops_lower_bound": any(loop["matmuls"] and loop["trips"] != 1 for loop in loops),
       "lower_seconds": lowered_at - start, "compile_seconds": compile_seconds,
       "device_memory": device_memory,
-      "fits": None if device_memory is None else per_device["total"] <= device_memory,
+      "fits": (False if refused else None if device_memory is None
+               else per_device["total"] <= device_memory),
+      "compile_error": compiled.message if refused else None,
   }
+
+
+_TEMPORARIES = re.compile(r"HLO temporaries \(([0-9.]+)([KMGT]?)\)")
+
+
+class _OutOfMemory:
+  """A compile the TPU compiler refused for memory (`RESOURCE_EXHAUSTED: Ran out of memory on
+  HBM, the total memory required for HLO temporaries (644.68G) exceeds available HBM (95.74G)`):
+  it stands in for the compiled program, with the temporaries the compiler reported."""
+
+  def __init__(self, message: str, temporaries: int):
+    self.message, self.temporaries = message, temporaries
+
+  @classmethod
+  def parse(cls, error: Exception) -> "_OutOfMemory | None":
+    text = str(error)
+    match = _TEMPORARIES.search(text)
+    if "RESOURCE_EXHAUSTED" not in text or match is None:
+      return None
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2)]
+    line = next(ln for ln in text.splitlines() if "RESOURCE_EXHAUSTED" in ln)
+    return cls(line.strip(), int(float(match.group(1)) * scale))
+
+  def memory_analysis(self):
+    return None
+
+  def cost_analysis(self):
+    return None
+
+  def as_text(self):
+    raise ValueError("no program: the compiler refused it")
 
 
 def _child_env(devices: int) -> dict[str, str]:
@@ -346,26 +392,47 @@ def plan_in_subprocess(name: str, preset: str, stage: str | None, devices: int,
 
 
 def plan(name: str, preset: str = "small", stage: str | None = None, devices: int | None = None,
-         device_memory: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+         device_memory: str | None = None, overrides: Sequence[str] = (),
+         topology: str | None = None) -> dict[str, Any]:
   """Plans experiment `name`'s stage on `devices` (in a fake-device subprocess when there are
-  fewer local ones); `device_memory` is a size string (`parse_size`).
+  fewer local ones), or on every device of the TPU `topology` with the TPU compiler;
+  `device_memory` is a size string (`parse_size`; for a topology, default its HBM per device).
 
   Raises:
-    UsageError: bad name, preset, stage, override, mesh or size.
+    UsageError: bad name, preset, stage, override, mesh, size or topology.
   """
   from jaxpapers.core import registry  # pylint: disable=g-import-not-at-top
   memory = None if device_memory is None else parse_size(device_memory)
   if devices is not None and devices < 1:
     raise UsageError(f"--devices {devices} is invalid: give at least 1")
+  if devices is not None and topology is not None:
+    raise UsageError("--devices and --topology exclude each other: a topology plans on all its "
+                     "devices (name a smaller topology for fewer)")
   exp = registry.load_experiment(name)
   config = exp.config(preset, overrides)
   exp.stage(stage)
+  if topology is not None:
+    return plan_topology(exp, config, stage, topology, memory, preset)
   if devices is not None and devices > jax.device_count():
     if os.environ.get(CHILD_FLAG):
       raise UsageError(f"could not create {devices} fake CPU devices (got {jax.device_count()})")
     return plan_in_subprocess(name, preset, stage, devices, device_memory, overrides)
   record = plan_stage(exp, config, stage, devices, memory, preset)
   record["fake_devices"] = bool(os.environ.get(CHILD_FLAG))
+  return record
+
+
+def plan_topology(experiment: Any, config: Any, stage: str | None, name: str,
+                  device_memory: int | None, preset: str | None) -> dict[str, Any]:
+  """`plan_stage` on the abstract devices of TPU topology `name`, with the TPU compiler; the
+  record adds `topology`, `device_kind` and `chips`, and `device_memory` defaults to the HBM
+  of one of its devices (`jaxpapers.core.tpu.HBM_PER_CHIP`)."""
+  from jaxpapers.core import tpu  # pylint: disable=g-import-not-at-top
+  slice_ = tpu.topology(name)
+  memory = slice_.device_memory if device_memory is None else device_memory
+  record = plan_stage(experiment, config, stage, None, memory, preset, available=slice_.devices)
+  record.update(topology=name, device_kind=slice_.device_kind, chips=slice_.chips,
+                fake_devices=False)
   return record
 
 
@@ -389,6 +456,9 @@ def format_table(record: Mapping[str, Any]) -> str:
   """The plan as a short aligned table (the human output of `jaxpapers plan`)."""
   mesh = " x ".join(f"{a} {n}" for a, n in record["mesh"].items())
   fake = ", fake CPU devices" if record.get("fake_devices") else ""
+  if record.get("topology"):
+    fake = (f", {record['device_kind']}, topology {record['topology']}, {record['chips']} chips; "
+            "the TPU compiler")
   per = record["bytes_per_device"]
   fits = {None: "unknown (no --device-memory)", True: "yes", False: "NO"}[record["fits"]]
   rows = [
@@ -399,7 +469,8 @@ def format_table(record: Mapping[str, Any]) -> str:
       ("param bytes", f"{_size(record['param_bytes_total'])} in all"),
       ("per device", ""),
       *((f"  {k.replace('_', ' ')}", _size(v)) for k, v in per.items()),
-      ("FLOPs per step", f"{record['flops_per_step']:.4g} (all devices)" + (
+      ("FLOPs per step", "unknown (not compiled)" if record["flops_per_step"] is None else
+       f"{record['flops_per_step']:.4g} (all devices)" + (
           "; at least: XLA counts a loop body once (loops of matrix products, trips: "
           + ", ".join(str(loop["trips"]) for loop in record["while_loops"] if loop["matmuls"])
           + ")"
@@ -407,6 +478,7 @@ def format_table(record: Mapping[str, Any]) -> str:
       ("compile", f"{record['compile_seconds']:.1f} s (lowering {record['lower_seconds']:.1f} s)"),
       ("device memory", _size(record["device_memory"])),
       ("fits", fits),
+      *((("compiler", record["compile_error"]),) if record.get("compile_error") else ()),
   ]
   width = max(len(k) for k, _ in rows)
   return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in rows)
