@@ -32,11 +32,21 @@ TRAIN_SEED, FINETUNE_SEED, EVAL_SEED = 0, 1, 2
 
 
 def student_attention(config: SpargeConfig, implementation: str | None = None):
-  """SpargeAttention2's attention with the config's mask (layout [B, N, H, D])."""
+  """SpargeAttention2's attention with the config's mask (layout [B, N, H, D]).
+
+  The "xla" path gathers `sparse_mask.kept_blocks_bound` key blocks per query block, a bound
+  on every row's count, so inside a jitted step it computes exactly what the dense reference
+  computes at a fraction of the work.
+  """
+  implementation = implementation or config.attention_impl
+  kept = None
+  if implementation == "xla":
+    kept = sparse_mask.kept_blocks_bound(-(-config.model.num_tokens // config.block_k),
+                                         config.top_k, config.top_p, config.rule)
   return functools.partial(sparse_mask.sparge_attention, block_q=config.block_q,
                            block_k=config.block_k, top_k=config.top_k, top_p=config.top_p,
-                           rule=config.rule,
-                           implementation=implementation or config.attention_impl)
+                           rule=config.rule, top_p_boundary=config.top_p_boundary,
+                           implementation=implementation, max_kept_blocks=kept)
 
 
 @functools.lru_cache(maxsize=8)
@@ -50,8 +60,9 @@ def _source(config: SpargeConfig, distribution: str, seed: int) -> data.ArraySou
 
 
 def _iterator(config: SpargeConfig, source: data.ArraySource, mesh: jax.sharding.Mesh,
-              seed: int) -> grain.DatasetIterator:
-  return data.batches(source, config.batch_size, seed=seed, pad_to_multiple=mesh.size,
+              seed: int, batch_size: int | None = None) -> grain.DatasetIterator:
+  return data.batches(source, batch_size or config.batch_size, seed=seed,
+                      pad_to_multiple=mesh.size,
                       process_index=jax.process_index(), process_count=jax.process_count())
 
 
@@ -144,7 +155,8 @@ def make_finetune_task(config: SpargeConfig, mesh: jax.sharding.Mesh, teacher_st
       optimizer=_optimizer(config.finetune_lr, config.finetune_warmup, train.steps,
                            decay=False),
       loss_fn=loss_fn,
-      train_data=_iterator(config, _source(config, "shifted", FINETUNE_SEED), mesh, train.seed),
+      train_data=_iterator(config, _source(config, "shifted", FINETUNE_SEED), mesh, train.seed,
+                           config.finetune_batch_size),
       wrt=wrt,
   )
 
@@ -196,7 +208,8 @@ class HeldOut:
         mask = sparse_mask.predict_block_mask(q, k, block_q=self.config.block_q,
                                               block_k=self.config.block_k,
                                               top_k=self.config.top_k, top_p=self.config.top_p,
-                                              rule=self.config.rule)
+                                              rule=self.config.rule,
+                                              top_p_boundary=self.config.top_p_boundary)
         sparsities.append(sparse_mask.block_sparsity(mask, q.shape[1], k.shape[1],
                                                      self.config.block_q, self.config.block_k))
       return attention(q, k, v)

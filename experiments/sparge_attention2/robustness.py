@@ -91,31 +91,41 @@ def calibrate_topk(scores, target: float) -> tuple[float, float]:
   return k, _sparsity(sparse_mask.select_blocks(scores, top_k=k))
 
 
-def calibrate_topp(scores, target: float, iters: int = 40) -> tuple[float, float]:
+def calibrate_topp(scores, target: float, iters: int = 40,
+                   boundary: str = "include") -> tuple[float, float]:
   """Top-p mass whose global sparsity matches `target` (bisection; sparsity falls as p rises)."""
+  def sparsity(p):
+    return _sparsity(sparse_mask.select_blocks(scores, top_p=p, top_p_boundary=boundary))
   lo, hi = 0.0, 1.0
   for _ in range(iters):
     mid = 0.5 * (lo + hi)
-    if _sparsity(sparse_mask.select_blocks(scores, top_p=mid)) > target:
+    if sparsity(mid) > target:
       lo = mid
     else:
       hi = mid
-  candidates = [(abs(_sparsity(sparse_mask.select_blocks(scores, top_p=p)) - target), p)
-                for p in (lo, hi)]
-  p = min(candidates)[1]
-  return p, _sparsity(sparse_mask.select_blocks(scores, top_p=p))
+  p = min((abs(sparsity(p) - target), p) for p in (lo, hi))[1]
+  return p, sparsity(p)
 
 
 def run(setup: MaskStudyConfig) -> dict:
-  """Errors per rule and regime, sparsities and calibrated parameters."""
+  """Errors per rule and regime, sparsities and calibrated parameters.
+
+  `boundary_sparsity` also gives the hybrid's global sparsity at the same (k, p) under both
+  Top-p boundaries ("include": the paper's rule; "exclude": SpargeAttn v1's).
+  """
   heads = make_heads(setup)
   scores = _scores(heads, setup)
-  hybrid = sparse_mask.select_blocks(scores, top_k=setup.top_k, top_p=setup.top_p)
+  boundary = setup.top_p_boundary
+
+  def hybrid_mask(b):
+    return sparse_mask.select_blocks(scores, top_k=setup.top_k, top_p=setup.top_p,
+                                     top_p_boundary=b)
+  hybrid = hybrid_mask(boundary)
   target = _sparsity(hybrid)
   k_cal, k_sparsity = calibrate_topk(scores, target)
-  p_cal, p_sparsity = calibrate_topp(scores, target)
+  p_cal, p_sparsity = calibrate_topp(scores, target, boundary=boundary)
   masks = {"hybrid": hybrid, "topk": sparse_mask.select_blocks(scores, top_k=k_cal),
-           "topp": sparse_mask.select_blocks(scores, top_p=p_cal)}
+           "topp": sparse_mask.select_blocks(scores, top_p=p_cal, top_p_boundary=boundary)}
   n = int(np.prod(setup.grid))
   errors = {rule: {} for rule in masks}
   for rule, mask in masks.items():
@@ -131,6 +141,8 @@ def run(setup: MaskStudyConfig) -> dict:
   return {
       "errors": errors, "worst": worst,
       "sparsity": {"hybrid": target, "topk": k_sparsity, "topp": p_sparsity},
+      "boundary_sparsity": {b: target if b == boundary else _sparsity(hybrid_mask(b))
+                            for b in sparse_mask.TOP_P_BOUNDARIES},
       "calibrated": {"topk_fraction": k_cal, "topp_mass": p_cal},
       "setup": dataclasses.asdict(setup),
   }

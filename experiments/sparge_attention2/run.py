@@ -45,6 +45,15 @@ def robustness_claims(config: SpargeConfig, preset: str) -> tuple[list[report.Cl
                       err["topk"]["uniform"] / err["topp"]["uniform"],
                       1.15 if preset != "smoke" else 1.1, paper_value="our calibration: 0.290 / 0.227"),
   ]
+  # Top-p's boundary (Sec. 4.1 keeps the block crossing p; SpargeAttn v1 stops before it): the
+  # hybrid's sparsity under both; v1's rule keeps at most one block fewer per row.
+  gap = main["boundary_sparsity"]["exclude"] - main["boundary_sparsity"]["include"]
+  nk = -(-n // m.block_k)
+  claims.append(report.within(
+      "mask_topp_boundary_gap", f"hybrid block sparsity, SpargeAttn v1's Top-p boundary minus "
+      f"the paper's ({main['boundary_sparsity']['exclude']:.4f} - "
+      f"{main['boundary_sparsity']['include']:.4f}; {at}; at most one block per row, 1/nk)",
+      gap, 0.0, 1.0 / nk))
   if preset != "smoke":
     claims += [
         report.at_most("mask_hybrid_worst_regime", f"hybrid worst-regime error / min of the single"

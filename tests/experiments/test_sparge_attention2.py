@@ -1,5 +1,7 @@
 """SpargeAttention2 experiment: smoke results, config checks, bench helpers."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -15,9 +17,17 @@ def test_smoke_report_covers_masks_kernel_and_distillation(smoke_report):
   ids = {c["id"] for c in run.record["claims"]}
   assert {"mask_rows", "kernel_forward", "kernel_gradients", "kernel_all_ones_vs_dense",
           "mask_sink_topp_over_topk", "mask_uniform_topk_over_topp",
-          "mask_hybrid_worst_regime_second", "vd_loss_reduction"} == ids
+          "mask_hybrid_worst_regime_second", "mask_topp_boundary_gap", "vd_loss_reduction"} == ids
   for png in ("robustness.png", "distillation.png"):
     assert (run.folder / png).read_bytes()[:4] == b"\x89PNG"
+  # The hybrid's sparsity at (0.05, 0.2) under both Top-p boundaries (N = 1024, 32 x 32 blocks):
+  # the paper's rule keeps the block crossing p (2.67 blocks per row), SpargeAttn v1's stops
+  # before it (2.30), measured once with `robustness.run`.
+  main = json.loads((run.folder / "measurements.json").read_text())["robustness"]["main"]
+  boundary = main["boundary_sparsity"]
+  assert boundary["include"] == main["sparsity"]["hybrid"]
+  assert boundary["include"] == pytest.approx(1 - 2.6667 / 32, abs=1e-3)
+  assert boundary["exclude"] == pytest.approx(1 - 2.3021 / 32, abs=1e-3)
 
 
 def test_config_refuses_bad_values():
@@ -25,6 +35,11 @@ def test_config_refuses_bad_values():
     EXPERIMENT.config("smoke", ["rule=topq"])
   with pytest.raises(ConfigError, match="model.input_shape"):
     EXPERIMENT.config("smoke", ["data.size=8"])
+  with pytest.raises(ConfigError, match="top_p_boundary"):
+    EXPERIMENT.config("smoke", ["top_p_boundary=crossing"])
+  with pytest.raises(ConfigError, match="mask_study.top_p_boundary"):
+    EXPERIMENT.config("smoke", ["mask_study.top_p_boundary=crossing"])
+  assert EXPERIMENT.config("smoke", ["top_p_boundary=exclude"]).top_p_boundary == "exclude"
 
 
 def test_bench_masks_have_the_requested_density():
