@@ -6,10 +6,15 @@ Presets:
   smoke: a 2-layer AFMoE on Markov documents, a few dozen steps (the test suite's run).
   small: our tiny MoE LM (4 layers, d 64, 16 routed experts top-2 + 1 shared, window 32,
     seq 128) on 8-domain Markov documents through RSDB; the reproduction of `jaxpapers reproduce`.
+    5 optimizer steps per jitted call (`train.steps_per_dispatch`, one per logged record: the
+    same records as one step per call).
   paper: an AFMoE in the shape of the HF AfmoeConfig template (Trinity Mini/Nano class) for a GPU,
     its 7 groups of 4 MoE layers (layers 4-31) in one scan (`model.scan_layers`), each layer
     rematerialized (`model.remat=full`, MaxText's default), expert-parallel dispatch (the
     ragged path when `mesh.expert=1`).
+
+Every preset trains with the report's recipe: SMEBU (or the sign rule) plus the sequence-wise
+balance loss (alpha 1e-4) and the router z-loss (1e-4, then 1e-6 from mid-run).
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ class TrinityConfig:
     balancing: "smebu", "sign" (centered, DeepSeek-V3) or "none".
     balance_lr: lambda of SMEBU / gamma of the sign rule.
     balance_momentum, balance_kappa: SMEBU's beta and kappa.
+    balance_loss: alpha of the sequence-wise balance loss (DeepSeek-V3's form), summed over the
+      MoE layers; 1e-4, the report's Trinity Large pretraining value (Nano and Mini also use
+      it). 0 turns it off.
+    z_loss: coefficient of the router z-loss (`mean_t logsumexp(router logits_t)^2`, summed
+      over the MoE layers) before `z_loss_switch`; 1e-4, the report's intended value.
+    z_loss_late: its coefficient from `z_loss_switch` on; 1e-6, the value the report settled on
+      mid-run after larger ones destabilised training. (The report introduced the z-loss only
+      at that mid-run change: `z_loss=0` gives that reading.)
+    z_loss_switch: fraction of `train.steps` at which `z_loss_late` takes over (the step
+      `round(z_loss_switch * train.steps)` is the first with it).
     optimizer: "adamw" or "muon" (Muon for hidden and expert matrices, AdamW elsewhere).
     lr: peak learning rate (Muon's when optimizer = muon).
     adam_lr: AdamW's learning rate inside the Muon split (default: lr).
@@ -72,6 +87,10 @@ class TrinityConfig:
   balance_lr: float = 5e-3
   balance_momentum: float = 0.5
   balance_kappa: float = 2.0
+  balance_loss: float = 1e-4
+  z_loss: float = 1e-4
+  z_loss_late: float = 1e-6
+  z_loss_switch: float = 0.5
   optimizer: str = "adamw"
   lr: float = 3e-3
   adam_lr: float | None = None
@@ -79,7 +98,8 @@ class TrinityConfig:
   warmup_steps: int = 20
   batch_size: int = 16
   seq_len: int = 128
-  train: TrainConfig = TrainConfig(steps=300, eval_every=25, log_every=5, checkpoint_every=100)
+  train: TrainConfig = TrainConfig(steps=300, eval_every=25, log_every=5, checkpoint_every=100,
+                                   steps_per_dispatch=5)
   mesh: MeshConfig = MeshConfig()
 
   def __post_init__(self):
@@ -87,6 +107,9 @@ class TrinityConfig:
     check(0 <= self.balance_lr <= 1, "balance_lr", self.balance_lr, "in [0, 1]")
     check(0 <= self.balance_momentum < 1, "balance_momentum", self.balance_momentum, "in [0, 1)")
     check(self.balance_kappa > 0, "balance_kappa", self.balance_kappa, "> 0")
+    for name in ("balance_loss", "z_loss", "z_loss_late"):
+      check(0 <= getattr(self, name) <= 1, name, getattr(self, name), "in [0, 1]")
+    check(0 <= self.z_loss_switch <= 1, "z_loss_switch", self.z_loss_switch, "in [0, 1]")
     check_choice("optimizer", self.optimizer, ("adamw", "muon"))
     check(0 < self.lr <= 10, "lr", self.lr, "in (0, 10]")
     check(self.adam_lr is None or 0 < self.adam_lr <= 10, "adam_lr", self.adam_lr, "in (0, 10] or none")

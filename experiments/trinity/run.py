@@ -4,15 +4,21 @@ SMEBU, RSDB and the Muon/AdamW split of the Trinity report, measured with our CP
 see experiments/trinity/README.md. Claims: the router simulation (SMEBU against the centered
 sign rule), RSDB against sequential packing, SMEBU in a trained tiny MoE language model (no
 balancing, sign, SMEBU on the same data), Muon against AdamW on that model (each at the better
-learning rate of a two-point sweep), and the Muon split sanity checks.
+learning rate of a two-point sweep), and the Muon split sanity checks. The LM runs train with
+the report's router losses (the config's `balance_loss`, `z_loss`); the no-balancing control
+drops the balance loss.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import tempfile
 from pathlib import Path
 
+import jax
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 
 from jaxpapers import optim
 from jaxpapers.core import experiment as experiment_lib
@@ -32,6 +38,28 @@ BALANCE_GRID = (5e-3, 2e-2)  # SMEBU's lambda and the sign rule's gamma (README:
 def _train(config: TrinityConfig, workdir: Path, progress, label: str) -> list[dict]:
   """A fresh run of the shared loop; returns its records."""
   return experiment_lib.run_stage(EXPERIMENT, config, workdir, progress, label=label).history
+
+
+@contextlib.contextmanager
+def shared_compiles():
+  """A persistent compilation cache in a fresh temporary folder, for one reproduction's runs.
+
+  Every LM run builds its own Trainer (its own `jax.jit`s), but the runs of the sweeps compile
+  the same programs: the learning rate, the bias rule and its step size and the balance-loss
+  weight are runtime values (`model.make_optimizer`, `model.run_constants`), so the step of
+  every AdamW run is one program, that of every Muon run another, and evaluation one for all.
+  XLA compiles each once; the other runs load it from the cache (the same executable, so the
+  same bits). The folder is deleted afterwards and the previous cache setting restored.
+  """
+  previous = jax.config.jax_compilation_cache_dir
+  with tempfile.TemporaryDirectory(prefix="jaxpapers_trinity_xla_") as folder:
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", folder)
+    try:
+      yield
+    finally:
+      jax.config.update("jax_compilation_cache_dir", previous)
+      compilation_cache.reset_cache()
 
 
 def _tail_mean(history, key: str) -> float:
@@ -141,6 +169,11 @@ def _plot_lm(path: Path, runs: dict[str, list], adamw: dict, muon: dict) -> Path
 
 def reproduce(config: TrinityConfig, preset: str, out_dir: Path, progress):
   """Router simulation, RSDB study, balancing runs, Muon sweep; claims and plots."""
+  with shared_compiles():
+    return _reproduce(config, preset, out_dir, progress)
+
+
+def _reproduce(config: TrinityConfig, preset: str, out_dir: Path, progress):
   router = router_sim.router_results(preset)
   claims = router_sim.router_claims(preset, router)
   rsdb_claim_list, rsdb = rsdb_study.rsdb_claims(preset)
@@ -149,8 +182,10 @@ def reproduce(config: TrinityConfig, preset: str, out_dir: Path, progress):
            rsdb_study.plot_rsdb(out_dir / "rsdb.png", rsdb)]
   grid = BALANCE_GRID if preset != "smoke" else (config.balance_lr,)
   adamw_run = dataclasses.replace(config, optimizer="adamw", lr=ADAMW_SWEEP[0])
-  none = _train(dataclasses.replace(adamw_run, balancing="none"), out_dir / "lm_none", progress,
-                "LM, none")
+  # The control balances nothing: no bias rule and no balance loss (the z-loss stays: it
+  # bounds the router logits, it does not balance).
+  none = _train(dataclasses.replace(adamw_run, balancing="none", balance_loss=0.0),
+                out_dir / "lm_none", progress, "LM, none")
   sign, smebu = {}, {}
   for rule, runs in (("sign", sign), ("smebu", smebu)):
     for lr in grid:

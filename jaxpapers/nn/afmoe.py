@@ -20,6 +20,10 @@ Scanned layers (`scan_layers=True`, `jaxpapers.nn.scan`): the scan unit is a gro
 prefix and a partial group) and the layers after the last one stay unscanned in `layers`. With
 1 dense layer and `global_every` = 4, layers 0-3 are unscanned and 4-7, 8-11, ... form groups.
 `remat` ("none" | "full" | "dots") rematerializes every layer (unscanned ones too).
+
+`AfmoeLM.call_with_stats` also returns each MoE layer's router losses (`jaxpapers.nn.moe.
+RouterStats`: the sequence-wise balance loss and the router z-loss the report trains with), for
+a loss function to weigh; `__call__` returns the expert loads only.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn import scan
 from jaxpapers.nn.attention import GatedAttention
 from jaxpapers.nn.embedding import embed_lookup
-from jaxpapers.nn.moe import MoE, SwiGLU
+from jaxpapers.nn.moe import ROUTER_INITS, MoE, RouterStats, SwiGLU
 from jaxpapers.nn.norms import RMSNorm
 
 
@@ -47,7 +51,10 @@ class AfmoeConfig:
 
   `scan_layers` runs the aligned groups of MoE layers in one scan (see the module docstring;
   off: the list of layers, the default) and `remat` ("none" | "full" | "dots") sets every
-  layer's rematerialization in the backward pass.
+  layer's rematerialization in the backward pass. `router_init` is the MoE routers' init:
+  "normal" (`N(0, 0.02^2)`, `MoE`'s default; the report does not state the router's init in
+  what we could read of it) or "zeros" (the Hugging Face AFMoE reference's `_init_weights`);
+  see `jaxpapers.nn.moe.MoE`.
   """
 
   vocab_size: int = 256
@@ -68,6 +75,7 @@ class AfmoeConfig:
   rope_theta: float = 10_000.0
   dispatch: str = "dense"
   init_std: float = 0.02
+  router_init: str = "normal"
   scan_layers: bool = False
   remat: str = "none"
 
@@ -87,6 +95,7 @@ class AfmoeConfig:
     check_choice("model.dispatch", self.dispatch, ("dense", "ragged", "expert_parallel"))
     check(0 < self.init_std <= 1, "model.init_std", self.init_std, "in (0, 1]")
     check_choice("model.remat", self.remat, scan.REMAT)
+    check_choice("model.router_init", self.router_init, ROUTER_INITS)
 
   @property
   def num_moe_layers(self) -> int:
@@ -119,16 +128,18 @@ class DecoderLayer(nnx.Module):
       self.mlp = SwiGLU(c.d_model, c.dense_width, init_std=c.init_std, rngs=rngs)
     else:
       self.mlp = MoE(c.d_model, c.num_experts, c.top_k, c.expert_width, num_shared=c.num_shared,
-                     route_scale=c.route_scale, dispatch=c.dispatch, init_std=c.init_std, rngs=rngs)
+                     route_scale=c.route_scale, dispatch=c.dispatch, router_init=c.router_init,
+                     init_std=c.init_std, rngs=rngs)
 
-  def __call__(self, x, segment_ids, mask):
+  def __call__(self, x, segment_ids, mask) -> tuple[jax.Array, RouterStats | None]:
+    """x [B, T, d] -> (x, the MoE layer's `RouterStats`, None for a dense layer)."""
     x = x + self.attn_out(self.attn(self.attn_in(x), segment_ids))
     h = self.mlp_in(x)
     if isinstance(self.mlp, MoE):
-      h, counts = self.mlp(h, mask)
+      h, stats = self.mlp.call_with_stats(h, mask)
     else:
-      h, counts = self.mlp(h), None
-    return x + self.mlp_out(h), counts
+      h, stats = self.mlp(h), None
+    return x + self.mlp_out(h), stats
 
 
 class DecoderGroup(nnx.Module):
@@ -142,13 +153,23 @@ class DecoderGroup(nnx.Module):
     self.layers = nnx.List([DecoderLayer(config, start + j, rngs=rngs)
                             for j in range(config.global_every)])
 
-  def __call__(self, x, segment_ids, mask) -> tuple[jax.Array, jax.Array]:
-    """x [B, T, d] -> (x, expert counts [global_every, E])."""
-    counts = []
+  def __call__(self, x, segment_ids, mask) -> tuple[jax.Array, RouterStats]:
+    """x [B, T, d] -> (x, `RouterStats` of the layers: counts [global_every, E], losses
+    [global_every])."""
+    stats = []
     for layer in self.layers:
       x, c = layer(x, segment_ids, mask)
-      counts.append(c)
-    return x, jnp.stack(counts)
+      stats.append(c)
+    return x, _stack(stats)
+
+
+def _stack(stats: list[RouterStats]) -> RouterStats:
+  return RouterStats(*(jnp.stack(field) for field in zip(*stats)))
+
+
+def _flatten_groups(stats: RouterStats) -> RouterStats:
+  """Scanned groups' stats `[G, global_every, ...]` -> `[G * global_every, ...]`."""
+  return RouterStats(*(v.reshape(-1, *v.shape[2:]) for v in stats))
 
 
 def _layer_call(layer: DecoderLayer, x, segment_ids, mask):
@@ -191,27 +212,42 @@ class AfmoeLM(nnx.Module):
 
   def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
                mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Token ids [B, T] -> (logits [B, T, V], expert loads [num MoE layers, E])."""
+    logits, stats = self.call_with_stats(tokens, segment_ids, mask)
+    return logits, stats.counts
+
+  def call_with_stats(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
+                      mask: jax.Array | None = None) -> tuple[jax.Array, RouterStats]:
+    """`__call__` with every MoE layer's router losses.
+
+    Args:
+      tokens: `[B, T]` token ids.
+      segment_ids: optional `[B, T]` document ids (document-causal attention).
+      mask: optional `[B, T]` real-token mask (loads and router losses skip padding).
+
+    Returns:
+      logits `[B, T, V]` and `RouterStats` in layer order: `counts [L_moe, E]`,
+      `balance_loss [L_moe]`, `z_loss [L_moe]` (`jaxpapers.nn.moe`).
+    """
     x = embed_lookup(self.embed[...], tokens) * math.sqrt(self.config.d_model)
     start, _ = self.config.scan_plan()
     call = scan.checkpointed(_layer_call, self.config.remat)
-    counts = []  # [E] per unscanned MoE layer, one [G * global_every, E] block for the groups
+    stats = []  # one RouterStats per unscanned MoE layer, a [G * global_every] block for the groups
     for i, layer in enumerate(self.layers):
       if i == start and self.groups is not None:
-        x, c = self.groups(x, segment_ids, mask)  # c: [G, global_every, E]
-        counts.append(c.reshape(-1, c.shape[-1]))
+        x, c = self.groups(x, segment_ids, mask)  # fields [G, global_every, ...]
+        stats.append(_flatten_groups(c))
       x, c = call(layer, x, segment_ids, mask)
       if c is not None:
-        counts.append(c)
-    if self.groups is None:
-      logits = self.final_norm(x) @ self.head[...]
-      stacked = jnp.stack(counts) if counts else jnp.zeros((0, self.config.num_experts))
-      return logits, stacked
-    if len(self.layers) == start:  # the groups end the model
+        stats.append(jax.tree.map(lambda v: v[None], c))
+    if self.groups is not None and len(self.layers) == start:  # the groups end the model
       x, c = self.groups(x, segment_ids, mask)
-      counts.append(c.reshape(-1, c.shape[-1]))
+      stats.append(_flatten_groups(c))
     logits = self.final_norm(x) @ self.head[...]
-    stacked = jnp.concatenate([c.reshape(-1, self.config.num_experts) for c in counts])
-    return logits, stacked
+    if not stats:
+      e = self.config.num_experts
+      return logits, RouterStats(jnp.zeros((0, e)), jnp.zeros((0,)), jnp.zeros((0,)))
+    return logits, RouterStats(*(jnp.concatenate(field) for field in zip(*stats)))
 
 
 def stack_layers(state: dict, config: AfmoeConfig) -> dict:

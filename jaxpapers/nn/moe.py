@@ -17,14 +17,18 @@ with `SwiGLU(x) = (silu(x W_gate) * (x W_up)) W_down` and the shared expert of w
 
 The layer also returns the expert loads `n_i` = number of (token, slot) assignments to
 expert `i` (what SMEBU and the sign rule balance), summed over the whole input; under `jax.jit`
-with the batch sharded over devices that sum is the global load. The trainer turns loads into
+with the batch sharded over devices that sum is the global load. `MoE.call_with_stats` adds the
+two router losses the Trinity report trains with beside the bias balancing (its coefficients
+belong to the caller): the sequence-wise balance loss of DeepSeek-V3 (arXiv 2412.19437,
+eqs. 17-20; `auxiliary_balance_loss`) and the router z-loss of ST-MoE (arXiv 2202.08906,
+eq. 5; `router_z_loss`), `mean_t (log sum_i exp(logits_{i,t}))^2`. The trainer turns loads into
 bias updates (SMEBU or the sign rule) outside autodiff: `expert_bias` and `bias_momentum` are `RouterState`
 variables, not `nnx.Param`, so `nnx.Optimizer(model, tx, wrt=nnx.Param)` never sees them.
 
 Three dispatch paths compute the same function:
 
-- `"dense"`: every expert runs on every token (one einsum over the expert axis) and a
-  one-hot gate matrix combines them. `E / K` times the useful FLOPs; for tiny shapes.
+- `"dense"`: every expert runs on every token (one `[N, d] @ [d, E F]` matmul per projection)
+  and a one-hot gate matrix combines them. `E / K` times the useful FLOPs; for tiny shapes.
 - `"ragged"`: the `N * K` (token, slot) assignments are sorted by expert, their tokens
   gathered, both expert matmuls done with `jax.lax.ragged_dot` (group sizes = loads), the
   results scaled by the gates, unsorted and summed over the `K` slots. Static shapes, jit-able
@@ -70,6 +74,7 @@ DISPATCHES: tuple[str, ...] = ("dense", "ragged", "expert_parallel")
 EXPERT_AXIS = "expert"  # the mesh axis that splits the routed experts
 
 _GATE_EPS = 1e-20
+ROUTER_INITS: tuple[str, ...] = ("normal", "zeros")
 
 
 class RouterState(nnx.Variable):
@@ -83,11 +88,27 @@ class Routing(NamedTuple):
     scores: `[B, T, E]` float32 sigmoid scores `s_t` (unbiased).
     selected: `[B, T, K]` int32 expert indices, chosen on `s_t + b` (best first).
     gates: `[B, T, K]` float32 gate values from the unbiased scores, times `route_scale`.
+    logits: `[B, T, E]` float32 router logits `u_t W_r` (what the z-loss reads).
   """
 
   scores: jax.Array
   selected: jax.Array
   gates: jax.Array
+  logits: jax.Array
+
+
+class RouterStats(NamedTuple):
+  """What one MoE layer reports besides its output (`MoE.call_with_stats`).
+
+  Attributes:
+    counts: `[E]` float32 expert loads over the real tokens (no gradient).
+    balance_loss: `[]` the sequence-wise balance loss `auxiliary_balance_loss` (no `alpha`).
+    z_loss: `[]` the router z-loss `router_z_loss` (no coefficient).
+  """
+
+  counts: jax.Array
+  balance_loss: jax.Array
+  z_loss: jax.Array
 
 
 class SwiGLU(nnx.Module):
@@ -166,7 +187,8 @@ class MoE(nnx.Module):
 
   def __init__(self, d_model: int, num_experts: int, top_k: int, expert_width: int, *,
                num_shared: int = 1, route_scale: float = 1.0, dispatch: Dispatch = "dense",
-               router_init_std: float = 0.02, init_std: float = 0.02,
+               router_init: str = "normal", router_init_std: float = 0.02,
+               init_std: float = 0.02,
                dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
     """Builds the layer.
 
@@ -182,18 +204,29 @@ class MoE(nnx.Module):
       dispatch: `"dense"` (all experts on all tokens), `"ragged"` (sort + ragged_dot) or
         `"expert_parallel"` (all-to-all to the devices of the mesh's `expert` axis that hold
         the experts; the ragged path without such an axis). See the module docstring.
-      router_init_std: standard deviation of the router's normal init. The HF code uses zeros;
-        a small normal init gives non-degenerate routing from step 0 (our default).
+      router_init: `"normal"` (`N(0, router_init_std^2)`, the default) or `"zeros"` (the
+        Hugging Face AFMoE reference's `_init_weights`: every score starts at 0.5, ties broken
+        by index, so the bias alone spreads the first steps' tokens). The report (arXiv
+        2602.17004) does not state the router's init in what we could read of it (spec 1.1
+        quotes only the HF code); the HF `_init_weights` is the Transformers library's
+        from-scratch init, not necessarily the pretraining code's. We keep the normal init
+        as the default (spec 1.1's choice for the toy runs: non-degenerate routing from step 0,
+        and the figures of experiments/trinity/README.md). Both draw the same random key, so
+        the other parameters do not depend on this choice.
+      router_init_std: standard deviation of the router's normal init.
       init_std: standard deviation of the normal init of the expert kernels.
       dtype: computation dtype of the experts (the router always computes in float32 and
         parameters are stored in float32).
       rngs: random streams for the initialisation.
 
     Raises:
-      ValueError: on an unknown `dispatch`, or a `top_k` outside `[1, num_experts]`.
+      ValueError: on an unknown `dispatch` or `router_init`, or a `top_k` outside
+        `[1, num_experts]`.
     """
     if dispatch not in DISPATCHES:
       raise ValueError(f"dispatch={dispatch!r} is invalid: use one of {DISPATCHES}")
+    if router_init not in ROUTER_INITS:
+      raise ValueError(f"router_init={router_init!r} is invalid: use one of {ROUTER_INITS}")
     if not 1 <= top_k <= num_experts:
       raise ValueError(f"top_k={top_k} is invalid: must be in [1, num_experts={num_experts}]")
     if num_shared < 0:
@@ -202,9 +235,10 @@ class MoE(nnx.Module):
     self.expert_width, self.num_shared = expert_width, num_shared
     self.route_scale, self.dispatch, self.dtype = route_scale, dispatch, dtype
     e, d, f = num_experts, d_model, expert_width
-    self.router = partitioning.param(
-        nnx.initializers.normal(router_init_std)(rngs.params(), (d, e), jnp.float32),
-        (partitioning.EMBED, None))
+    router = nnx.initializers.normal(router_init_std)(rngs.params(), (d, e), jnp.float32)
+    if router_init == "zeros":
+      router = jnp.zeros_like(router)
+    self.router = partitioning.param(router, (partitioning.EMBED, None))
     expert_init = nnx.initializers.normal(init_std)
     gate_up = expert_init(rngs.params(), (e, d, 2 * f), jnp.float32)  # one draw: gate, then up
     expert_in = (partitioning.EXPERT, partitioning.EMBED, partitioning.MLP)
@@ -226,7 +260,7 @@ class MoE(nnx.Module):
     selected = _top_k_indices(biased, self.top_k)
     chosen = jnp.take_along_axis(scores, selected, axis=-1)
     gates = chosen / (jnp.sum(chosen, axis=-1, keepdims=True) + _GATE_EPS) * self.route_scale
-    return Routing(scores, selected.astype(jnp.int32), gates)
+    return Routing(scores, selected.astype(jnp.int32), gates, logits)
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Applies the layer.
@@ -241,8 +275,27 @@ class MoE(nnx.Module):
       (token, slot) assignments per expert over the whole input (global under a sharded jit),
       under `stop_gradient`.
     """
+    y, stats = self.call_with_stats(x, mask)
+    return y, stats.counts
+
+  def call_with_stats(self, x: jax.Array, mask: jax.Array | None = None
+                      ) -> tuple[jax.Array, RouterStats]:
+    """`__call__` that also returns the router losses of this input.
+
+    Args:
+      x: `[B, T, d]` tokens.
+      mask: optional `[B, T]` real-token mask, as in `__call__`; padded tokens are left out of
+        the counts and of both losses.
+
+    Returns:
+      `y [B, T, d]` and `RouterStats(counts, balance_loss, z_loss)`; the losses are
+      differentiable with respect to the router weight (under jit, unused ones cost nothing).
+    """
     routing = self.route(x)
     counts = self._counts(routing.selected, mask)
+    stats = RouterStats(counts,
+                        auxiliary_balance_loss(routing.scores, routing.selected, self.top_k, mask),
+                        router_z_loss(routing.logits, mask))
     if self.dispatch == "dense":
       routed = self._dense(x, routing)
     elif self.dispatch == "expert_parallel" and _expert_axis_size() > 1:
@@ -250,7 +303,7 @@ class MoE(nnx.Module):
     else:
       routed = self._ragged(x, routing)
     y = routed if self.shared is None else routed + self.shared(x.astype(self.dtype))
-    return y, counts
+    return y, stats
 
   def _counts(self, selected: jax.Array, mask: jax.Array | None) -> jax.Array:
     hits = jax.nn.one_hot(selected, self.num_experts, dtype=jnp.float32)  # [B, T, K, E]
@@ -260,22 +313,33 @@ class MoE(nnx.Module):
     return jax.lax.stop_gradient(jnp.sum(hits, axis=(0, 1, 2)))
 
   def _dense(self, x: jax.Array, routing: Routing) -> jax.Array:
-    """All experts on all tokens, combined with a `[B, T, E]` gate matrix (zero off `S_t`).
+    """All experts on all tokens, combined with a `[N, E]` gate matrix (zero off `S_t`).
 
-    The gates scale the hidden activations before the down projection (it is linear), so
-    that projection is one contraction over (expert, width) and no `[B, T, E, d]` array of
-    per-expert outputs is formed.
+    Each projection is one plain 2-D matmul over the `N = B T` tokens: `[N, d] @ [d, E F]`
+    for gate and up (the kernels' expert and width axes side by side), `[N, E F] @ [E F, d]`
+    for down. The gates scale the hidden activations before the down projection (it is
+    linear), so that projection is one contraction over (expert, width) and no `[N, E, d]`
+    array of per-expert outputs is formed. The same contractions written as batched einsums
+    (`btd,edf->btef`) compute the same values, but XLA's CPU backend runs their backward pass
+    about 2x slower (measured at the small preset's shapes, experiments/trinity/README.md).
     """
-    xc = x.astype(self.dtype)
+    b, t, d = x.shape
+    e, f = self.num_experts, self.expert_width
+    n = b * t
+    xc = x.reshape(n, d).astype(self.dtype)
     gate, up, down = (partitioning.unsplit(w[...]).astype(self.dtype)
                       for w in (self.gate, self.up, self.down))
-    gate = jnp.einsum("btd,edf->btef", xc, gate)
-    up = jnp.einsum("btd,edf->btef", xc, up)
-    act = jax.nn.silu(gate) * up
-    combine = jnp.einsum("btk,btke->bte", routing.gates,
-                         jax.nn.one_hot(routing.selected, self.num_experts, dtype=jnp.float32))
+    side_by_side = lambda w: jnp.transpose(w, (1, 0, 2)).reshape(d, e * f)  # [E, d, F] -> [d, E F]
+    act = (jax.nn.silu((xc @ side_by_side(gate)).reshape(n, e, f))
+           * (xc @ side_by_side(up)).reshape(n, e, f))
+    combine = jnp.einsum("nk,nke->ne", routing.gates.reshape(n, -1),
+                         jax.nn.one_hot(routing.selected.reshape(n, -1), e, dtype=jnp.float32))
     act = act * combine.astype(self.dtype)[..., None]
-    return jnp.einsum("btef,efd->btd", act, down)
+    y = act.reshape(n, e * f) @ down.reshape(e * f, d)
+    # Under an Explicit mesh, splitting the batch-sharded token axis back into [B, T] needs the
+    # output sharding spelled out (the default rule would move part of it onto T).
+    out_sharding = jax.typeof(x).sharding if _explicit_axes() else None
+    return y.reshape(b, t, d, out_sharding=out_sharding)
 
   def _ragged(self, x: jax.Array, routing: Routing) -> jax.Array:
     """Sort the `N K` assignments by expert, two `ragged_dot`s, unsort, sum over slots."""
@@ -393,18 +457,22 @@ def _expert_parallel_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Arra
   return out.reshape(b, t, k, d).sum(axis=2)
 
 
-def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int) -> jax.Array:
-  """Sequence-wise balance loss of DeepSeek-V3 (arXiv 2412.19437), without the factor `alpha`.
+def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int,
+                           mask: jax.Array | None = None) -> jax.Array:
+  """Sequence-wise balance loss of DeepSeek-V3 (arXiv 2412.19437, eqs. 17-20), without `alpha`.
 
   Per sequence of `T` tokens: `f_i = E / (K T) * sum_t 1[i in S_t]`,
   `P_i = (1/T) sum_t s_{i,t} / sum_j s_{j,t}`, `L = sum_i f_i P_i`; averaged over sequences.
   `f` is a count (no gradient); the gradient flows through `P`. Perfectly uniform scores
-  give `L = 1` whatever the selection.
+  give `L = 1` whatever the selection. With a `mask`, `T` is each sequence's number of real
+  tokens and the sums run over those; a sequence with none contributes 0 (and is still counted
+  in the mean over the `B` sequences).
 
   Args:
     scores: `[B, T, E]` unbiased sigmoid scores (`MoE.route(x).scores`).
     selected: `[B, T, K]` selected expert indices (`MoE.route(x).selected`).
     top_k: `K`.
+    mask: optional `[B, T]`, 1 (or True) for real tokens, 0 for padding.
 
   Returns:
     The scalar loss (multiply by `alpha`, e.g. 1e-4 in Trinity Large).
@@ -422,8 +490,32 @@ def auxiliary_balance_loss(scores: jax.Array, selected: jax.Array, top_k: int) -
                    custom_message="auxiliary_balance_loss: scores are floating")
   chex.assert_type(selected, int, exception_type=ValueError,
                    custom_message="auxiliary_balance_loss: selected holds integer expert indices")
-  _, t, e = scores.shape
-  hits = jnp.sum(jax.nn.one_hot(selected, e, dtype=jnp.float32), axis=(1, 2))  # [B, E]
-  f = jax.lax.stop_gradient(hits * e / (top_k * t))
-  p = jnp.mean(scores / jnp.sum(scores, axis=-1, keepdims=True), axis=1)       # [B, E]
+  b, t, e = scores.shape
+  real = (jnp.ones((b, t), jnp.float32) if mask is None
+          else jnp.broadcast_to(mask, (b, t)).astype(jnp.float32))
+  tokens = jnp.maximum(jnp.sum(real, axis=1, keepdims=True), 1.0)                  # [B, 1]
+  hits = jnp.einsum("btke,bt->be", jax.nn.one_hot(selected, e, dtype=jnp.float32), real)
+  f = jax.lax.stop_gradient(hits * e / (top_k * tokens))                         # [B, E]
+  normalized = scores.astype(jnp.float32) / jnp.sum(scores, axis=-1, keepdims=True)
+  p = jnp.einsum("bte,bt->be", normalized, real) / tokens                        # [B, E]
   return jnp.mean(jnp.sum(f * p, axis=-1))
+
+
+def router_z_loss(logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """Router z-loss of ST-MoE (Zoph et al., arXiv 2202.08906, eq. 5), without its coefficient.
+
+  `L_z = (1/N) sum_t (log sum_i exp(logits_{i,t}))^2` over the `N` real tokens: it keeps the
+  router logits small (the Trinity report adds it with coefficient 1e-4, then 1e-6).
+
+  Args:
+    logits: `[..., E]` router logits (`MoE.route(x).logits`).
+    mask: optional `logits.shape[:-1]` real-token mask; padding is left out of the mean.
+
+  Returns:
+    The scalar loss (0 when no token is real).
+  """
+  lse = jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1)
+  if mask is None:
+    return jnp.mean(lse ** 2)
+  real = jnp.broadcast_to(mask, lse.shape).astype(jnp.float32)
+  return jnp.sum(lse ** 2 * real) / jnp.maximum(jnp.sum(real), 1.0)

@@ -1,4 +1,4 @@
-"""Trinity: smoke results, and the sharded step (FSDP + expert axis) against one device."""
+"""Trinity: smoke results, the sharded step (FSDP + expert axis) against one device, step stamps."""
 
 import chex
 import jax
@@ -47,6 +47,15 @@ def test_sharded_step_equals_one_device_and_smebu_sees_global_loads(one_device, 
   tensor = "tensor" if "mesh.tensor=2" in mesh else None
   assert layer["mlp"]["gate"].sharding.spec == P(expert, "fsdp", tensor)
   assert layer["attn"]["q"].sharding.spec == P("fsdp", tensor)
+
+
+def test_loop_stamps_steps_so_the_z_loss_weight_drops_mid_run(one_device):
+  """4 steps, switch at 0.5: the batches of steps 0-1 weigh the z-loss 1e-4, of steps 2-3 1e-6."""
+  _, result = one_device
+  train = [r for r in result.history if r["kind"] == "train"]
+  assert [r["step"] for r in train] == [1, 2, 3, 4]
+  np.testing.assert_allclose([r["z_loss_weight"] for r in train], [1e-4, 1e-4, 1e-6, 1e-6])
+  assert all(r["loss"] > r["lm_loss"] for r in train)  # the router losses are in the loss
 
 
 def test_smoke_report_covers_router_rsdb_muon_and_lm(smoke_report):

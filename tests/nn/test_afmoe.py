@@ -1,5 +1,7 @@
 """AFMoE language model: layer pattern, shapes, loads, document-causal masking, sharding."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,3 +51,57 @@ def test_batch_sharded_forward_matches_one_device():
     logits, counts = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t))(state, sharded)
   np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(counts, expected_counts)  # global loads, not per shard
+
+
+def _np_balance(scores, selected, top_k, mask):
+  s, sel, m = np.asarray(scores, np.float64), np.asarray(selected), np.asarray(mask, bool)
+  e, total = s.shape[-1], 0.0
+  for seq in range(s.shape[0]):
+    real = m[seq]
+    f = np.bincount(sel[seq][real].ravel(), minlength=e) * e / (top_k * real.sum())
+    total += (f * (s[seq][real] / s[seq][real].sum(-1, keepdims=True)).mean(0)).sum()
+  return total / s.shape[0]
+
+
+def test_call_with_stats_gives_each_moe_layer_its_router_losses():
+  model = AfmoeLM(TINY, rngs=nnx.Rngs(0))
+  tokens = jax.random.randint(jax.random.key(4), (2, 10), 0, 32)
+  mask = jnp.arange(10)[None, :] < jnp.array([[10], [7]])
+  logits, stats = model.call_with_stats(tokens, mask=mask)
+  plain_logits, counts = model(tokens, mask=mask)
+  np.testing.assert_array_equal(logits, plain_logits)
+  np.testing.assert_array_equal(stats.counts, counts)
+  assert stats.balance_loss.shape == stats.z_loss.shape == (TINY.num_moe_layers,)
+  # the layers by hand: each MoE layer's routing of its own input, losses from numpy formulas
+  x = model.embed[...][tokens] * np.sqrt(TINY.d_model)
+  balance, z = [], []
+  for layer in model.layers:
+    x = x + layer.attn_out(layer.attn(layer.attn_in(x), None))
+    h = layer.mlp_in(x)
+    if isinstance(layer.mlp, MoE):
+      routing = layer.mlp.route(h)
+      balance.append(_np_balance(routing.scores, routing.selected, TINY.top_k, mask))
+      lse = np.log(np.exp(np.asarray(routing.logits, np.float64)).sum(-1))
+      z.append((lse[np.asarray(mask)] ** 2).mean())
+      h = layer.mlp(h, mask)[0]
+    else:
+      h = layer.mlp(h)
+    x = x + layer.mlp_out(h)
+  np.testing.assert_allclose(stats.balance_loss, balance, rtol=1e-5)
+  np.testing.assert_allclose(stats.z_loss, z, rtol=1e-5)
+
+
+def test_zero_router_init_gives_uniform_router_losses_scanned_and_not():
+  """Zero routers: every score 0.5, so balance loss 1 and z-loss (log E)^2 in every layer."""
+  tokens = jax.random.randint(jax.random.key(5), (2, 6), 0, 32)
+  for config in (TINY, dataclasses.replace(TINY, num_layers=6, global_every=2, scan_layers=True)):
+    config = dataclasses.replace(config, router_init="zeros")
+    model = AfmoeLM(config, rngs=nnx.Rngs(0))
+    for layer in model.moe_layers():
+      np.testing.assert_array_equal(layer.router[...], 0.0)
+    _, stats = model.call_with_stats(tokens)
+    assert stats.counts.shape == (config.num_moe_layers, config.num_experts)
+    np.testing.assert_allclose(stats.balance_loss, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(stats.z_loss, np.log(config.num_experts) ** 2, rtol=1e-5)
+    # zero routers tie every score: the first top_k experts take all tokens
+    np.testing.assert_array_equal(stats.counts[:, :config.top_k], tokens.size)

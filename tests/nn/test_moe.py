@@ -250,6 +250,95 @@ def test_auxiliary_balance_loss():
                              rtol=1e-5)
 
 
+def _balance_reference(scores, selected, top_k, mask):
+  """Sequence-wise balance loss in float64 numpy over each sequence's real tokens."""
+  s, sel, m = np.asarray(scores, np.float64), np.asarray(selected), np.asarray(mask, bool)
+  e = s.shape[-1]
+  total = 0.0
+  for seq in range(s.shape[0]):
+    real = m[seq]
+    if not real.any():
+      continue
+    f = np.bincount(sel[seq][real].ravel(), minlength=e) * e / (top_k * real.sum())
+    p = (s[seq][real] / s[seq][real].sum(-1, keepdims=True)).mean(0)
+    total += (f * p).sum()
+  return total / s.shape[0]
+
+
+def _z_reference(logits, mask):
+  """Router z-loss in float64 numpy: mean over real tokens of logsumexp(logits)^2."""
+  z = np.asarray(logits, np.float64)
+  lse = np.log(np.exp(z).sum(-1))
+  return (lse[np.asarray(mask, bool)] ** 2).mean()
+
+
+# Real-token mask of a [2, 5] input: sequence 0 keeps 3 tokens, sequence 1 one.
+MASK = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], np.float32)
+
+
+def test_masked_balance_and_z_losses_match_numpy():
+  rng = np.random.default_rng(3)
+  scores = jax.nn.sigmoid(jnp.asarray(rng.standard_normal((2, 5, E)), jnp.float32))
+  selected = jnp.asarray(np.argsort(-rng.random((2, 5, E)), axis=-1)[..., :K], jnp.int32)
+  logits = jnp.asarray(3 * rng.standard_normal((2, 5, E)), jnp.float32)
+  np.testing.assert_allclose(moe_lib.auxiliary_balance_loss(scores, selected, K, MASK),
+                             _balance_reference(scores, selected, K, MASK), rtol=1e-5)
+  # all-real mask = no mask; and the padded tokens are really left out (the values differ)
+  ones = np.ones((2, 5))
+  np.testing.assert_allclose(moe_lib.auxiliary_balance_loss(scores, selected, K, ones),
+                             moe_lib.auxiliary_balance_loss(scores, selected, K), rtol=1e-6)
+  assert abs(_balance_reference(scores, selected, K, ones)
+             - _balance_reference(scores, selected, K, MASK)) > 1e-3
+  np.testing.assert_allclose(moe_lib.router_z_loss(logits, MASK), _z_reference(logits, MASK),
+                             rtol=1e-5)
+  np.testing.assert_allclose(moe_lib.router_z_loss(logits), _z_reference(logits, ones), rtol=1e-5)
+
+
+def test_call_with_stats_losses_and_z_loss_gradient():
+  model = _make()
+  x = _x()
+  y, counts = model(x, MASK)
+  y_stats, stats = model.call_with_stats(x, MASK)
+  routing = model.route(x)
+  np.testing.assert_array_equal(y_stats, y)
+  np.testing.assert_array_equal(stats.counts, counts)
+  np.testing.assert_allclose(stats.balance_loss,
+                             _balance_reference(routing.scores, routing.selected, K, MASK),
+                             rtol=1e-5)
+  np.testing.assert_allclose(stats.z_loss, _z_reference(routing.logits, MASK), rtol=1e-5)
+  np.testing.assert_allclose(routing.logits, np.asarray(x) @ np.asarray(model.router[...]),
+                             rtol=1e-5, atol=1e-5)
+  # d/dW (1/N) sum_t lse(x_t W)^2 = (2/N) sum_t x_t (lse_t softmax(x_t W))^T over real tokens
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def z_loss(params):
+    return nnx.merge(graphdef, params, rest).call_with_stats(x, MASK)[1].z_loss
+
+  grad = jax.jit(jax.grad(z_loss))(params)["router"][...]
+  xs = np.asarray(x, np.float64)[MASK == 1]
+  z = xs @ np.asarray(model.router[...], np.float64)
+  lse = np.log(np.exp(z).sum(-1, keepdims=True))
+  expected = 2 / len(xs) * xs.T @ (lse * np.exp(z - lse))
+  np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_zero_router_init_keeps_other_draws_and_routes_by_index():
+  normal, zeros = _make(), _make(router_init="zeros")
+  np.testing.assert_array_equal(zeros.router[...], 0.0)
+  assert np.abs(np.asarray(normal.router[...])).min() > 0
+  for name in ("gate", "up", "down"):  # the same key order: only the router differs
+    np.testing.assert_array_equal(getattr(zeros, name)[...], getattr(normal, name)[...])
+  routing = zeros.route(_x())
+  np.testing.assert_array_equal(routing.scores, 0.5)
+  np.testing.assert_array_equal(routing.selected, np.broadcast_to(np.arange(K), (2, 5, K)))
+  np.testing.assert_allclose(routing.gates, 1 / K)
+  _, stats = zeros.call_with_stats(_x())
+  np.testing.assert_allclose(stats.balance_loss, 1.0, rtol=1e-6)  # uniform scores
+  np.testing.assert_allclose(stats.z_loss, np.log(E) ** 2, rtol=1e-6)
+  with pytest.raises(ValueError, match="router_init"):
+    _make(router_init="uniform")
+
+
 @pytest.mark.parametrize("scores_shape,selected_shape,dtype,message", [
     ((2, 4, E), (2, 4 * K), jnp.int32, r"scores \[B, T, E\], selected \[B, T, K\]"),
     ((2, 4, E), (2, 3, K), jnp.int32, r"scores and selected share \[B, T\]"),
