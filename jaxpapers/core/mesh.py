@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -76,8 +77,12 @@ def make_mesh(config: MeshConfig, devices: list | None = None) -> jax.sharding.M
         f"mesh.tensor must be at most the {n} devices (use mesh.data=-1 to take all)")
   devices = devices[:data * model_parallel]
   kind = AxisType.Explicit if config.axis_types == "explicit" else AxisType.Auto
-  return jax.make_mesh((data, config.fsdp, config.expert, config.tensor), AXES,
-                       axis_types=(kind, kind, kind, AxisType.Auto), devices=devices)
+  shape, types = (data, config.fsdp, config.expert, config.tensor), (kind, kind, kind, AxisType.Auto)
+  try:
+    return jax.make_mesh(shape, AXES, axis_types=types, devices=devices)
+  except NotImplementedError:  # TPU: an axis is not a product of whole physical axes (8 on 4x4x4)
+    grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+    return jax.sharding.Mesh(grid, AXES, axis_types=types)
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -111,3 +111,14 @@ def test_plan_topology_cli_prints_clean_json_and_refuses_devices(tmp_path):
 def test_devices_and_topology_exclude_each_other():
   with pytest.raises(UsageError, match="exclude each other"):
     plan_lib.plan("modular_addition", "smoke", devices=2, topology="v5e:2x2")
+
+
+@needs_libtpu
+def test_mesh_axes_that_split_physical_axes_are_built():
+  """fsdp 8 x expert 8 on a 4x4x4 v5p slice: 8 is no product of whole physical axes of 4."""
+  from jaxpapers.core import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from jaxpapers.core.config import MeshConfig  # pylint: disable=g-import-not-at-top
+  devices = tpu.topology("v5p:4x4x4").devices
+  mesh = mesh_lib.make_mesh(MeshConfig(fsdp=8, expert=8), devices)
+  assert dict(mesh.shape) == {"data": 1, "fsdp": 8, "expert": 8, "tensor": 1}
+  assert sorted(d.id for d in mesh.devices.flat) == sorted(d.id for d in devices)
