@@ -4,8 +4,11 @@
 block i, softmax attention over the key blocks j with `block_mask[b, h, i, j]` True only. Three
 implementations share one contract:
 
-* "pallas": the Pallas kernels of `kernel.py` (visit only kept blocks, online softmax) with a
-  hand-written backward under `jax.custom_vjp`; `interpret` defaults to True on CPU.
+* "pallas": Pallas kernels (visit only kept blocks, online softmax) with a hand-written
+  backward under one `jax.custom_vjp`. Its forward and backward each pick the kernel family
+  by the lowering platform (`kernels_pallas.dispatch`): the GPU/Triton kernels of `kernel.py`
+  on GPU (and in interpret mode on CPU, as before), the TPU/Mosaic kernels of `tpu_kernel.py`
+  (scalar-prefetched kept-block lists) on TPU; `backend="gpu"|"tpu"` forces a family.
 * "xla": gather of the kept key blocks (`xla.py`), fast on CPU, differentiated by autodiff.
 * "reference": dense masked attention (`reference.py`).
 
@@ -19,15 +22,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels_pallas import dispatch
 from kernels_pallas.block_sparse_attention import kernel as kernel_lib
 from kernels_pallas.block_sparse_attention import reference as reference_lib
+from kernels_pallas.block_sparse_attention import tpu_kernel
 from kernels_pallas.block_sparse_attention import xla as xla_lib
 
 IMPLEMENTATIONS = ("pallas", "xla", "reference")
@@ -38,9 +43,10 @@ class _Static(NamedTuple):
   block_k: int
   kv_len: int | None
   scale: float
-  interpret: bool
+  interpret: Any  # None (by platform), bool or pltpu.InterpretParams
   num_warps: int | None
   num_stages: int
+  backend: str | None
 
 
 def kept_block_lists(block_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -58,23 +64,46 @@ def _pallas_attention(q, k, v, lut, cnt, lut_t, cnt_t, static: _Static):
   return _pallas_forward(q, k, v, lut, cnt, lut_t, cnt_t, static)[0]
 
 
-def _kernel_args(static: _Static) -> dict:
+def _gpu_args(static: _Static) -> dict:
   return dict(block_q=static.block_q, block_k=static.block_k, kv_len=static.kv_len,
-              scale=static.scale, interpret=static.interpret, num_warps=static.num_warps,
-              num_stages=static.num_stages)
+              scale=static.scale, num_warps=static.num_warps, num_stages=static.num_stages)
+
+
+def _tpu_args(static: _Static) -> dict:
+  return dict(block_q=static.block_q, block_k=static.block_k, kv_len=static.kv_len,
+              scale=static.scale)
+
+
+def _tpu_family(static: _Static, family):
+  """The TPU family, or None when the tiles cannot run on it (then only GPU is offered)."""
+  error = tpu_kernel.tile_error(static.block_q, static.block_k)
+  if error is None:
+    return family
+  if static.backend == "tpu":
+    raise ValueError(error)
+  return None
 
 
 def _pallas_forward(q, k, v, lut, cnt, lut_t, cnt_t, static: _Static):
-  args = _kernel_args(static)
-  del args["block_q"]
-  out, lse = kernel_lib.forward(q, k, v, lut, cnt[..., None], block_q=static.block_q, **args)
+  gpu = lambda interpret: lambda *a: kernel_lib.forward(
+      *a[:3], a[3], a[4][..., None], interpret=interpret, **_gpu_args(static))
+  tpu = lambda interpret: lambda *a: tpu_kernel.forward(*a, interpret=interpret,
+                                                         **_tpu_args(static))
+  out, lse = dispatch.dispatch(static.backend, static.interpret, gpu, _tpu_family(static, tpu),
+                               q, k, v, lut, cnt)
   return out, (q, k, v, out, lse, lut, cnt, lut_t, cnt_t)
 
 
 def _pallas_backward(static: _Static, residuals, do):
   q, k, v, out, lse, lut, cnt, lut_t, cnt_t = residuals
-  dq, dk, dv = kernel_lib.backward(q, k, v, out, lse, do, lut, cnt[..., None], lut_t,
-                                   cnt_t[..., None], **_kernel_args(static))
+  gpu = lambda interpret: lambda q, k, v, out, lse, do, lut, cnt, lut_t, cnt_t: kernel_lib.backward(
+      q, k, v, out, lse, do, lut, cnt[..., None], lut_t, cnt_t[..., None], interpret=interpret,
+      **_gpu_args(static))
+  tpu = lambda interpret: lambda *a: tpu_kernel.backward(*a, interpret=interpret,
+                                                          **_tpu_args(static))
+  dq, dk, dv = dispatch.dispatch(static.backend, static.interpret, gpu,
+                                 _tpu_family(static, tpu), q, k, v, out, lse, do, lut, cnt,
+                                 lut_t, cnt_t)
   return dq, dk, dv, None, None, None, None
 
 
@@ -110,9 +139,9 @@ def _pad_to(x: jax.Array, length: int) -> jax.Array:
 
 def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask: jax.Array, *,
                            block_q: int, block_k: int, scale: float | None = None,
-                           implementation: str = "pallas", interpret: bool | None = None,
+                           implementation: str = "pallas", interpret: Any = None,
                            max_kept_blocks: int | None = None, num_warps: int | None = None,
-                           num_stages: int = 2) -> jax.Array:
+                           num_stages: int = 2, backend: str | None = None) -> jax.Array:
   """Attention restricted to the kept blocks of `block_mask`.
 
   Args:
@@ -121,16 +150,24 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask:
     block_q, block_k: block sizes of the mask (paper: 128 and 64).
     scale: logit scale (default 1/sqrt(dim)).
     implementation: "pallas" (kernel, custom VJP), "xla" (gather) or "reference" (dense).
-    interpret: Pallas interpret mode (default: True on CPU, where it is required).
+    interpret: Pallas interpret mode. Default None: by the lowering platform (interpret on
+      CPU, where it is required; compiled on GPU and TPU). True with backend "tpu" means
+      `pltpu.InterpretParams()`; a `pltpu.InterpretParams` may be passed for that backend.
     max_kept_blocks: "xla" only: kept blocks gathered per query block. Default: the mask's
       largest row count when the mask is concrete, else all blocks. A smaller value than a
       row's count drops that row's surplus blocks.
     num_warps, num_stages: Triton compiler settings of the Pallas kernels on GPU.
+    backend: "pallas" only: None picks the kernel family by the platform the program is
+      lowered for (TPU kernel on TPU, GPU kernel elsewhere); "gpu" or "tpu" forces one (the
+      TPU kernel needs block sizes that are multiples of 8).
 
   Returns:
     [batch, seq_q, heads, dim], q's dtype.
   """
   nq, nk = _check(q, k, v, block_mask, block_q, block_k)
+  dispatch.check_backend(backend)
+  if backend == "tpu" and implementation == "pallas" and tpu_kernel.tile_error(block_q, block_k):
+    raise ValueError(tpu_kernel.tile_error(block_q, block_k))
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"unknown implementation {implementation!r}; choose one of "
                      f"{', '.join(IMPLEMENTATIONS)}")
@@ -150,8 +187,7 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask:
     out = xla_lib.forward(qp, kp, vp, lut, cnt, block_mask, block_q=block_q, block_k=block_k, kv_len=kv_len,
                           scale=scale, max_kept=min(int(max_kept_blocks), nk))
   else:
-    interpret = jax.default_backend() == "cpu" if interpret is None else bool(interpret)
     lut_t, cnt_t = kept_block_lists(jnp.swapaxes(block_mask, -1, -2))
-    static = _Static(block_q, block_k, kv_len, scale, interpret, num_warps, num_stages)
+    static = _Static(block_q, block_k, kv_len, scale, interpret, num_warps, num_stages, backend)
     out = _pallas_attention(qp, kp, vp, lut, cnt, lut_t, cnt_t, static)
   return out[:, :seq_q]
