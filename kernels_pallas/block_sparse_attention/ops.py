@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels_pallas import dispatch
+from kernels_pallas import dispatch, sharding
 from kernels_pallas.block_sparse_attention import kernel as kernel_lib
 from kernels_pallas.block_sparse_attention import reference as reference_lib
 from kernels_pallas.block_sparse_attention import tpu_kernel
@@ -189,5 +189,7 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_mask:
   else:
     lut_t, cnt_t = kept_block_lists(jnp.swapaxes(block_mask, -1, -2))
     static = _Static(block_q, block_k, kv_len, scale, interpret, num_warps, num_stages, backend)
-    out = _pallas_attention(qp, kp, vp, lut, cnt, lut_t, cnt_t, static)
+    out = sharding.per_shard(lambda *a: _pallas_attention(*a, static),
+                             (qp, kp, vp, lut, cnt, lut_t, cnt_t),
+                             ("bshd", "bshd", "bshd", "bhqk", "bhq", "bhkq", "bhk"), "bshd")
   return out[:, :seq_q]

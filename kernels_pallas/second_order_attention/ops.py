@@ -30,7 +30,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from kernels_pallas import dispatch
+from kernels_pallas import dispatch, sharding
 from kernels_pallas.second_order_attention import kernel as kernel_lib
 from kernels_pallas.second_order_attention import reference, tpu_kernel
 
@@ -243,7 +243,8 @@ def second_order_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: 
   tpu_tiles = tpu_kernel.tpu_blocks(seq, block_q, block_k)
   acs = jnp.swapaxes(jnp.cumsum(log_decay.astype(jnp.float32), axis=1), 1, 2)
   static = _Static(variant, scale, float(eps), gpu_tiles, tpu_tiles, backend, interpret)
-  return _attention(q, k, v, acs, static)
+  return sharding.per_shard(lambda *a: _attention(*a, static), (q, k, v, acs),
+                            ("bshd", "bshd", "bshd", "bhs"), "bshd")
 
 
 def exp_decay_attention(q: jax.Array, k: jax.Array, v: jax.Array, log_decay: jax.Array,
