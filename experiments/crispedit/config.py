@@ -6,8 +6,9 @@ Presets:
   smoke: the tiny CI version of the MLP protocol (one seed) and a tiny fact-editing LM (update-in-subspace
     check only); the test suite's run.
   small: the MLP protocol on 3 seeds and the 2-layer transformer LM fact-editing study
-    (synthetic facts mixed with standard-library text); the `jaxpapers reproduce` run.
-  paper: the same two studies at a larger scale for an accelerator (the paper's own setting,
+    (synthetic facts mixed with standard-library text) on 3 edit sets, plus sequential editing
+    of 100 facts in batches of 32; the `jaxpapers reproduce` run.
+  paper: the same studies at a larger scale for an accelerator (the paper's own setting,
     Llama-3-8B with 3,000 ZsRE edits, is out of reach of this repository's data policy).
 """
 
@@ -24,21 +25,30 @@ PROJECT_MODES = ("gradient", "update", "both")
 class EditConfig:
   """The editors' shared settings (energy rule, projection and loop of the authors' code).
 
+  `project` and `label_mode` are those of the "crispedit" editor (and the A-only baseline's
+  projection); they default to the authors' configuration. The studies also run ours
+  ("crispedit_ours": gradient and update projected, sampled labels) side by side.
+
   Attributes:
     energy: fraction of each layer's curvature trace removed (CrispEdit and the A-only baseline).
-    project: where the projection acts relative to Adam: gradient, update or both.
-    label_mode: labels of the K-FAC collection: sampled (Fisher) or empirical.
+    project: where the projection acts relative to Adam: gradient (the authors' ProjectedAdam),
+      update or both (ours).
+    label_mode: labels of the K-FAC collection: empirical (the authors') or sampled (ours, the
+      Fisher).
     lr: Adam step size of every editor.
-    max_steps: most optimizer steps of an edit.
-    target_loss: an edit stops once its loss is below this.
+    max_steps: most optimizer steps of an edit (of each batch in sequential editing).
+    target_loss: an edit stops once its loss is below this; a sequential batch already below it
+      is skipped.
+    batch_size: edits per batch of sequential editing (the authors' 32).
   """
 
   energy: float = 0.9
-  project: str = "both"
-  label_mode: str = "sampled"
+  project: str = "gradient"
+  label_mode: str = "empirical"
   lr: float = 1e-3
   max_steps: int = 500
   target_loss: float = 1e-2
+  batch_size: int = 32
 
   def __post_init__(self):
     check(0 <= self.energy <= 1, "edit.energy", self.energy, "in [0, 1]")
@@ -47,6 +57,7 @@ class EditConfig:
     check(0 < self.lr <= 1, "edit.lr", self.lr, "in (0, 1]")
     check(self.max_steps >= 1, "edit.max_steps", self.max_steps, ">= 1")
     check(self.target_loss > 0, "edit.target_loss", self.target_loss, "> 0")
+    check(self.batch_size >= 1, "edit.batch_size", self.batch_size, ">= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +91,8 @@ class MLPConfig:
   gen_noise: float = 0.3
   factor_samples: int = 8_000
   num_seeds: int = 3
-  train: TrainConfig = TrainConfig(steps=4_000, eval_every=1_000, log_every=200, checkpoint_every=1_000)
+  train: TrainConfig = TrainConfig(steps=4_000, eval_every=1_000, log_every=200, checkpoint_every=1_000,
+                                   steps_per_dispatch=200)
 
   def __post_init__(self):
     for name in ("dim", "hidden", "n_train", "n_test", "batch_size", "edits", "gen_copies",
@@ -109,6 +121,8 @@ class LMConfig:
     seq_len: tokens per training row.
     batch_size, fact_fraction, lr, warmup_steps: pre-training (cosine decay over train.steps).
     edits: facts edited at once; locality_facts: unedited facts whose accuracy is tracked.
+    sequential_edits: facts of the sequential-editing study (0: not run), edited in batches of
+      `lm_edit.batch_size`; its locality facts are all the others.
     edit_layer: index of the block whose MLP down projection is edited.
     factor_batches: pre-training-mixture batches of the K-FAC factors.
     eval_text_batches: held-out text batches (files not used in training) for the text loss.
@@ -129,10 +143,12 @@ class LMConfig:
   warmup_steps: int = 100
   edits: int = 20
   locality_facts: int = 200
+  sequential_edits: int = 100
   edit_layer: int = 1
   factor_batches: int = 16
   eval_text_batches: int = 16
-  train: TrainConfig = TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500)
+  train: TrainConfig = TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500,
+                                   steps_per_dispatch=75)
 
   def __post_init__(self):
     for name in ("subjects", "relations", "objects_per_relation", "d_model", "num_heads",
@@ -148,6 +164,8 @@ class LMConfig:
           "in [0, lm.num_layers)")
     check(self.edits + self.locality_facts <= self.subjects * self.relations, "lm.locality_facts",
           self.locality_facts, "<= subjects x relations - edits")
+    check(0 <= self.sequential_edits < self.subjects * self.relations, "lm.sequential_edits",
+          self.sequential_edits, "in [0, subjects x relations)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,9 +202,10 @@ class CrispEditConfig:
 SMOKE = CrispEditConfig(
     mlp=MLPConfig(dim=32, hidden=64, n_train=20_000, n_test=5_000, edits=10,
                   factor_samples=4_000, num_seeds=1,
-                  train=TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500)),
+                  train=TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500,
+                                    steps_per_dispatch=75)),
     lm=LMConfig(subjects=12, relations=2, objects_per_relation=4, d_model=32, num_heads=2,
-                mlp_width=64, batch_size=16, edits=4, locality_facts=8,
+                mlp_width=64, batch_size=16, edits=4, locality_facts=8, sequential_edits=0,
                 factor_batches=2, eval_text_batches=2,
                 train=TrainConfig(steps=40, eval_every=10, log_every=2, checkpoint_every=20)),
     lm_edit=EditConfig(max_steps=20),
@@ -200,7 +219,8 @@ PAPER = CrispEditConfig(
                                     checkpoint_every=2_000)),
     lm=LMConfig(subjects=2_000, relations=3, objects_per_relation=64, d_model=512, num_heads=8,
                 num_layers=8, mlp_width=2048, seq_len=64, batch_size=256,
-                edits=1_000, locality_facts=2_000, edit_layer=5, factor_batches=200,
+                edits=1_000, locality_facts=2_000, sequential_edits=3_000, edit_layer=5,
+                factor_batches=200,
                 eval_text_batches=64,
                 train=TrainConfig(steps=50_000, eval_every=12_500, log_every=2_500,
                                   checkpoint_every=5_000)))
