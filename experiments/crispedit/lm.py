@@ -34,7 +34,7 @@ from flax import nnx
 
 from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
-from jaxpapers.data import ArraySource, TextSource, eval_batches, stdlib_paths
+from jaxpapers.data import ArraySource, IndexedBatches, TextSource, eval_batches, stdlib_paths
 from jaxpapers.editing import crisp_edit, sequential_edit, split_edits
 from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn.attention import CausalSelfAttention
@@ -169,7 +169,7 @@ def text_sources(config: LMConfig) -> tuple[TextSource, TextSource]:
           TextSource(held_out, seq_len=config.seq_len, max_bytes=400_000))
 
 
-class MixtureBatches:
+class MixtureBatches(IndexedBatches):
   """Resumable batches of fact sentences (any fact, any template) and text windows.
 
   Batch i is drawn from `default_rng([seed, i])`, so the position is the whole state.
@@ -192,17 +192,6 @@ class MixtureBatches:
             "targets": np.stack([w["targets"] for w in windows])}
     text["mask"] = np.ones(text["inputs"].shape, np.float32)
     return {k: np.concatenate([facts[k], text[k]]) for k in facts}
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    out = self.batch(self.index)
-    self.index += 1
-    return out
-
-  def get_state(self) -> dict[str, Any]:
-    return {"index": self.index}
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    self.index = int(state["index"])
 
 
 def _masked_ce(logits, batch):

@@ -26,7 +26,7 @@ from flax import nnx
 
 from jaxpapers.core import metrics
 from jaxpapers.core.train import Task
-from jaxpapers.data import ArraySource, eval_batches
+from jaxpapers.data import ArraySource, IndexedBatches, eval_batches
 from jaxpapers.editing import crisp_edit
 
 from . import editors as editors_lib
@@ -85,7 +85,7 @@ def make_data(config: MLPConfig, seed: int) -> MixtureData:
   return MixtureData(train_x, train_y, test_x, test_y, edit_x, edit_y, gen_x, gen_y)
 
 
-class ShuffledBatches:
+class ShuffledBatches(IndexedBatches):
   """Training batches of in-memory arrays: a fresh permutation each epoch, resumable.
 
   Epoch `e` visits the rows in the order `default_rng([seed, e]).permutation(n)`, cut into
@@ -113,17 +113,6 @@ class ShuffledBatches:
     out = {name: v[rows] for name, v in self.arrays.items()}
     out["mask"] = np.ones(self.batch_size, np.float32)
     return out
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    out = self.batch(self.index)
-    self.index += 1
-    return out
-
-  def get_state(self) -> dict[str, Any]:
-    return {"index": self.index}
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    self.index = int(state["index"])
 
 
 def _loss_fn(model: MLP, batch, rng):  # pylint: disable=unused-argument

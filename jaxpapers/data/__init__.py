@@ -19,5 +19,13 @@ from jaxpapers.data.documents import (
     markov_domains,
 )
 from jaxpapers.data.packing import RSDB, PackedDataset, SequentialPacker, domain_tv
-from jaxpapers.data.pipeline import FullBatch, batch_dataset, batches, eval_batches, full_batch, iterator
+from jaxpapers.data.pipeline import (
+    FullBatch,
+    IndexedBatches,
+    batch_dataset,
+    batches,
+    eval_batches,
+    full_batch,
+    iterator,
+)
 from jaxpapers.data.sources import ArraySource, Source, TfdsSource, digits_source, tfds_source

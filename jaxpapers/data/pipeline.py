@@ -143,6 +143,30 @@ def eval_batches(source: Source, batch_size: int, *, pad_to_multiple: int = 1,
                             process_index=process_index, process_count=process_count))
 
 
+class IndexedBatches:
+  """A resumable iterator whose batch `i` is a function of `i` alone: `{"index": i}` is its whole
+  state (the trainer's checkpoint record, as for grain's iterators). Subclasses define `batch`."""
+
+  index: int = 0
+
+  def batch(self, index: int) -> Batch:
+    raise NotImplementedError
+
+  def __iter__(self) -> "IndexedBatches":
+    return self
+
+  def __next__(self) -> Batch:
+    out = self.batch(self.index)
+    self.index += 1
+    return out
+
+  def get_state(self) -> dict[str, Any]:
+    return {"index": self.index}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.index = int(state["index"])
+
+
 class FullBatch:
   """The whole of `source`, in order, as one padded, masked batch at every step.
 
