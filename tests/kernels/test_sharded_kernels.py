@@ -54,3 +54,19 @@ def test_op_on_batch_and_head_sharded_inputs_equals_unsharded(name):
   np.testing.assert_allclose(out, want_out, rtol=1e-6, atol=1e-6)
   for got, want in zip(grads, want_grads):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_op_under_an_auto_mesh_splits_the_batch_and_equals_unsharded(name):
+  op = OPS[name]
+  q, k, v, a, m = _inputs()
+  loss = lambda q, k, v: jnp.sum(op(q, k, v, a, m) ** 2)
+  want = jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
+  mesh = jax.make_mesh((2, 2), ("data", "tensor"), axis_types=(AxisType.Auto,) * 2,
+                       devices=jax.devices()[:4])
+  with jax.set_mesh(mesh):
+    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, k, v).as_text()
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
+  assert "shard_map" in text or "sdy.manual_computation" in text  # run per shard of the batch
+  for got, expected in zip(grads, want):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
