@@ -18,8 +18,8 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxpapers import optim
-from jaxpapers.experiments.trinity.model import balance
+from jaxpapers.experiments.trinity.config import TrinityConfig
+from jaxpapers.experiments.trinity.model import balance, run_constants
 from jaxpapers.experiments.two_mamba.model import mixer_lm
 from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn import scan
@@ -126,9 +126,11 @@ def test_moe_layers_views_write_the_stacked_rows_trinity_balances():
                                 [[0, 0, 0, 0], [0, 1, 2, 3]])
   views[3].expert_bias[...] = jnp.zeros(4)
   # Two SMEBU steps of trinity's `balance` on each model: the same biases, layer by layer.
-  tx = optim.smebu(0.1, 0.5, 2.0)
+  config = TrinityConfig(balancing="smebu", balance_lr=0.1, balance_momentum=0.5,
+                         balance_kappa=2.0)
+  rule = {k: jnp.asarray(v) for k, v in run_constants(config).items()}
   for _ in range(2):
-    metrics = [balance(model, {"counts": _afmoe_grads(model, tokens)[0][1][1]}, tx)
+    metrics = [balance(model, {"counts": _afmoe_grads(model, tokens)[0][1][1], **rule}, config)
                for model in (unscanned, scanned)]
     chex.assert_trees_all_close(metrics[0], metrics[1], rtol=1e-6)
   for name in ("expert_bias", "bias_momentum"):
