@@ -40,7 +40,7 @@ from jaxpapers.nn import partitioning as pt
 from jaxpapers.nn import scan
 from jaxpapers.nn.attention import GatedAttention
 from jaxpapers.nn.embedding import embed_lookup
-from jaxpapers.nn.moe import ROUTER_INITS, MoE, RouterStats, SwiGLU
+from jaxpapers.nn.moe import DISPATCHES, ROUTER_INITS, MoE, RouterStats, SwiGLU
 from jaxpapers.nn.norms import RMSNorm
 
 
@@ -54,7 +54,8 @@ class AfmoeConfig:
   layer's rematerialization in the backward pass. `router_init` is the MoE routers' init:
   "normal" (`N(0, 0.02^2)`, `MoE`'s default; the report does not state the router's init in
   what we could read of it) or "zeros" (the Hugging Face AFMoE reference's `_init_weights`);
-  see `jaxpapers.nn.moe.MoE`.
+  see `jaxpapers.nn.moe.MoE`. `dispatch` is the MoE layers' dispatch path ("dense", "ragged",
+  "blocked" with `block_size` rows per block, "expert_parallel"; `jaxpapers.nn.moe`).
   """
 
   vocab_size: int = 256
@@ -74,6 +75,7 @@ class AfmoeConfig:
   global_every: int = 4
   rope_theta: float = 10_000.0
   dispatch: str = "dense"
+  block_size: int = 64
   init_std: float = 0.02
   router_init: str = "normal"
   scan_layers: bool = False
@@ -92,7 +94,8 @@ class AfmoeConfig:
     check(self.num_shared >= 0, "model.num_shared", self.num_shared, ">= 0")
     check(self.route_scale > 0, "model.route_scale", self.route_scale, "> 0")
     check(self.head_dim % 2 == 0, "model.head_dim", self.head_dim, "even (RoPE rotates pairs)")
-    check_choice("model.dispatch", self.dispatch, ("dense", "ragged", "expert_parallel"))
+    check_choice("model.dispatch", self.dispatch, DISPATCHES)
+    check(self.block_size >= 1, "model.block_size", self.block_size, ">= 1")
     check(0 < self.init_std <= 1, "model.init_std", self.init_std, "in (0, 1]")
     check_choice("model.remat", self.remat, scan.REMAT)
     check_choice("model.router_init", self.router_init, ROUTER_INITS)
@@ -128,7 +131,8 @@ class DecoderLayer(nnx.Module):
       self.mlp = SwiGLU(c.d_model, c.dense_width, init_std=c.init_std, rngs=rngs)
     else:
       self.mlp = MoE(c.d_model, c.num_experts, c.top_k, c.expert_width, num_shared=c.num_shared,
-                     route_scale=c.route_scale, dispatch=c.dispatch, router_init=c.router_init,
+                     route_scale=c.route_scale, dispatch=c.dispatch, block_size=c.block_size,
+                     router_init=c.router_init,
                      init_std=c.init_std, rngs=rngs)
 
   def __call__(self, x, segment_ids, mask) -> tuple[jax.Array, RouterStats | None]:

@@ -25,7 +25,7 @@ eq. 5; `router_z_loss`), `mean_t (log sum_i exp(logits_{i,t}))^2`. The trainer t
 bias updates (SMEBU or the sign rule) outside autodiff: `expert_bias` and `bias_momentum` are `RouterState`
 variables, not `nnx.Param`, so `nnx.Optimizer(model, tx, wrt=nnx.Param)` never sees them.
 
-Three dispatch paths compute the same function:
+Four dispatch paths compute the same function:
 
 - `"dense"`: every expert runs on every token (one `[N, d] @ [d, E F]` matmul per projection)
   and a one-hot gate matrix combines them. `E / K` times the useful FLOPs; for tiny shapes.
@@ -34,7 +34,15 @@ Three dispatch paths compute the same function:
   results scaled by the gates, unsorted and summed over the `K` slots. Static shapes, jit-able
   and differentiable. On CPU, jax lowers `ragged_dot` to a masked dense contraction (K times
   the dense path's FLOPs), so this path only pays off where XLA has a ragged kernel (GPU, TPU).
-  Under an Explicit mesh it runs with the mesh axes switched to Auto (see `MoE._ragged`).
+  Under an Explicit mesh it runs with the mesh axes switched to Auto (see `MoE._sorted`; `"blocked"` likewise).
+- `"blocked"`: the dropless block-sparse formulation of MegaBlocks (Gale et al., arXiv
+  2211.15841, section 5): the sorted assignments of each expert are padded to a multiple of
+  `block_size` rows, so every block of rows belongs to one expert; the block's expert kernels are
+  gathered and the experts run as batched `[block, d] @ [d, F]` matmuls over the
+  `ceil((N K + E (block - 1)) / block)` blocks (a static bound), then unsorted and summed over
+  the slots. At most `E (block - 1)` padding rows of work beyond the useful FLOPs, with plain
+  batched matmuls that every backend compiles well: on CPU, at the tiny Trinity LM's shapes, it
+  is over 20x faster than `"dense"` for forward and backward (`jaxpapers bench trinity`).
 - `"expert_parallel"`: tokens travel to the devices that hold their experts and back, the
   all-to-all dispatch of GShard (arXiv 2006.16668, section 2; MaxText's MoE does the same in
   `shard_map`). Under a mesh whose `expert` axis has `P > 1` devices, inside `jax.shard_map`
@@ -69,8 +77,8 @@ from jax.sharding import PartitionSpec as P
 from jaxpapers.core.mesh import BATCH_AXES
 from jaxpapers.nn import partitioning
 
-Dispatch = Literal["dense", "ragged", "expert_parallel"]
-DISPATCHES: tuple[str, ...] = ("dense", "ragged", "expert_parallel")
+Dispatch = Literal["dense", "ragged", "blocked", "expert_parallel"]
+DISPATCHES: tuple[str, ...] = ("dense", "ragged", "blocked", "expert_parallel")
 EXPERT_AXIS = "expert"  # the mesh axis that splits the routed experts
 
 _GATE_EPS = 1e-20
@@ -187,7 +195,7 @@ class MoE(nnx.Module):
 
   def __init__(self, d_model: int, num_experts: int, top_k: int, expert_width: int, *,
                num_shared: int = 1, route_scale: float = 1.0, dispatch: Dispatch = "dense",
-               router_init: str = "normal", router_init_std: float = 0.02,
+               block_size: int = 64, router_init: str = "normal", router_init_std: float = 0.02,
                init_std: float = 0.02,
                dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
     """Builds the layer.
@@ -201,9 +209,11 @@ class MoE(nnx.Module):
         `F * N_s`. 0 disables the shared expert.
       route_scale: multiplies the normalised gates of the routed experts (2.448 in Trinity
         Large, 1.0 in the HF AFMoE defaults).
-      dispatch: `"dense"` (all experts on all tokens), `"ragged"` (sort + ragged_dot) or
+      dispatch: `"dense"` (all experts on all tokens), `"ragged"` (sort + ragged_dot),
+        `"blocked"` (sort, pad each expert's rows to whole blocks, batched matmuls per block) or
         `"expert_parallel"` (all-to-all to the devices of the mesh's `expert` axis that hold
         the experts; the ragged path without such an axis). See the module docstring.
+      block_size: rows per block of the `"blocked"` dispatch.
       router_init: `"normal"` (`N(0, router_init_std^2)`, the default) or `"zeros"` (the
         Hugging Face AFMoE reference's `_init_weights`: every score starts at 0.5, ties broken
         by index, so the bias alone spreads the first steps' tokens). The report (arXiv
@@ -231,9 +241,12 @@ class MoE(nnx.Module):
       raise ValueError(f"top_k={top_k} is invalid: must be in [1, num_experts={num_experts}]")
     if num_shared < 0:
       raise ValueError(f"num_shared={num_shared} is invalid: must be >= 0")
+    if block_size < 1:
+      raise ValueError(f"block_size={block_size} is invalid: must be >= 1")
     self.d_model, self.num_experts, self.top_k = d_model, num_experts, top_k
     self.expert_width, self.num_shared = expert_width, num_shared
     self.route_scale, self.dispatch, self.dtype = route_scale, dispatch, dtype
+    self.block_size = block_size
     e, d, f = num_experts, d_model, expert_width
     router = nnx.initializers.normal(router_init_std)(rngs.params(), (d, e), jnp.float32)
     if router_init == "zeros":
@@ -300,8 +313,11 @@ class MoE(nnx.Module):
       routed = self._dense(x, routing)
     elif self.dispatch == "expert_parallel" and _expert_axis_size() > 1:
       routed = self._expert_parallel(x, routing)
+    elif self.dispatch == "blocked":
+      routed = self._sorted(x, routing, functools.partial(_blocked_dispatch,
+                                                           block=self.block_size))
     else:
-      routed = self._ragged(x, routing)
+      routed = self._sorted(x, routing, _ragged_dispatch)
     y = routed if self.shared is None else routed + self.shared(x.astype(self.dtype))
     return y, stats
 
@@ -341,13 +357,14 @@ class MoE(nnx.Module):
     out_sharding = jax.typeof(x).sharding if _explicit_axes() else None
     return y.reshape(b, t, d, out_sharding=out_sharding)
 
-  def _ragged(self, x: jax.Array, routing: Routing) -> jax.Array:
-    """Sort the `N K` assignments by expert, two `ragged_dot`s, unsort, sum over slots."""
-    dispatch = functools.partial(_ragged_dispatch, dtype=self.dtype)
+  def _sorted(self, x: jax.Array, routing: Routing, dispatch) -> jax.Array:
+    """A dispatch that sorts the `N K` assignments by expert (`_ragged_dispatch` or
+    `_blocked_dispatch`), on the replicated kernels."""
+    dispatch = functools.partial(dispatch, dtype=self.dtype)
     args = (x, routing.selected, routing.gates,
             *(partitioning.unsplit(w[...]) for w in (self.gate, self.up, self.down)))
     if _explicit_axes():
-      # Under an Explicit mesh this path cannot be typed: sort refuses an operand split over
+      # Under an Explicit mesh these paths cannot be typed: sort refuses an operand split over
       # the sorted axis, the token gather and the scatter have ambiguous output shardings, and
       # ragged_dot has no sharding rule ("specify out_sharding"), which its transpose rule
       # never does, so even an all-gathered input fails in the backward pass. The simple fix:
@@ -404,6 +421,39 @@ def _ragged_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate: 
   out = out * gates.reshape(n * k)[order][:, None].astype(dtype)
   inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
   return out[inverse].reshape(b, t, k, d).sum(axis=2)
+
+
+def _blocked_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate: jax.Array,
+                      up: jax.Array, down: jax.Array, *, block: int, dtype: jnp.dtype) -> jax.Array:
+  """Routed experts in whole blocks (MegaBlocks, arXiv 2211.15841, section 5).
+
+  `x [B, T, d]`, `selected, gates [B, T, K]` -> `[B, T, d]`. The assignments sorted by expert
+  are placed in a `[R, d]` buffer where expert `i`'s rows start at a multiple of `block`
+  (`R = ceil((N K + E (block - 1)) / block) block` bounds every routing); block `j` runs the
+  expert whose rows it holds (blocks past the last expert's hold zeros and are never read).
+  """
+  b, t, d = x.shape
+  k, e = selected.shape[-1], gate.shape[0]
+  n, a = b * t, b * t * selected.shape[-1]
+  flat = selected.reshape(a)
+  order = jnp.argsort(flat, stable=True)
+  expert = flat[order]
+  sizes = jnp.sum(jax.nn.one_hot(flat, e, dtype=jnp.int32), axis=0)            # loads [E]
+  padded = (sizes + block - 1) // block * block
+  ends = jnp.cumsum(padded)                                                     # in the buffer
+  row = (ends - padded)[expert] + jnp.arange(a, dtype=jnp.int32) - (jnp.cumsum(sizes) - sizes)[expert]
+  blocks = -(-(a + e * (block - 1)) // block)
+  rows = jnp.zeros((blocks * block, d), dtype).at[row].set(
+      x.reshape(n, d).astype(dtype)[order // k], unique_indices=True)
+  owner = jnp.minimum(jnp.searchsorted(ends, jnp.arange(blocks, dtype=ends.dtype) * block,
+                                       side="right"), e - 1)                     # [blocks]
+  tiles = rows.reshape(blocks, block, d)
+  act = (jax.nn.silu(jnp.einsum("nbd,ndf->nbf", tiles, gate.astype(dtype)[owner]))
+         * jnp.einsum("nbd,ndf->nbf", tiles, up.astype(dtype)[owner]))
+  out = jnp.einsum("nbf,nfd->nbd", act, down.astype(dtype)[owner]).reshape(blocks * block, d)
+  out = out[row] * gates.reshape(a)[order][:, None].astype(dtype)              # [N K, d], sorted
+  out = jnp.zeros_like(out).at[order].set(out, unique_indices=True)
+  return out.reshape(b, t, k, d).sum(axis=2)
 
 
 def _local_experts(rows: jax.Array, ids: jax.Array, gate: jax.Array, up: jax.Array,

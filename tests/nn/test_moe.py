@@ -74,9 +74,10 @@ def test_dense_matches_per_token_reference():
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_ragged_matches_dense_forward_and_gradients():
+@pytest.mark.parametrize("dispatch,block_size", [("ragged", 64), ("blocked", 3), ("blocked", 64)])
+def test_sorted_dispatch_matches_dense_forward_and_gradients(dispatch, block_size):
   dense = _make(route_scale=1.7)
-  ragged = _make(route_scale=1.7, dispatch="ragged")
+  ragged = _make(route_scale=1.7, dispatch=dispatch, block_size=block_size)
   bias = jnp.array([0.0, 0.2, -0.1, 0.05, 0.0, -0.3])
   dense.expert_bias[...] = bias
   ragged.expert_bias[...] = bias
@@ -95,7 +96,7 @@ def test_ragged_matches_dense_forward_and_gradients():
   np.testing.assert_allclose(gxr, gxd, rtol=1e-5, atol=1e-5 * np.abs(gxd).max())
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "ragged"])
+@pytest.mark.parametrize("dispatch", ["dense", "ragged", "blocked"])
 def test_bias_only_changes_selection(dispatch):
   model = _make(dispatch=dispatch)
   x = _x()
@@ -143,7 +144,7 @@ def test_router_state_is_not_a_param_and_gets_no_gradient():
     np.testing.assert_array_equal(g, 0.0)
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "ragged"])
+@pytest.mark.parametrize("dispatch", ["dense", "ragged", "blocked"])
 def test_counts_are_assignment_loads(dispatch):
   model = _make(dispatch=dispatch)
   x = _x()
@@ -178,7 +179,7 @@ def test_route_scale_scales_routed_part_only_and_no_shared():
   np.testing.assert_allclose(ragged(x)[0], bare(x)[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "ragged"])
+@pytest.mark.parametrize("dispatch", ["dense", "ragged", "blocked"])
 def test_sharded_jit_gives_global_counts_and_same_gradients(dispatch):
   assert jax.device_count() == 8
   mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
@@ -354,5 +355,7 @@ def test_auxiliary_balance_loss_refuses_bad_shapes_at_trace_time(scores_shape, s
 def test_invalid_arguments():
   with pytest.raises(ValueError, match="dispatch"):
     _make(dispatch="sparse")
+  with pytest.raises(ValueError, match="block_size"):
+    _make(dispatch="blocked", block_size=0)
   with pytest.raises(ValueError, match="top_k"):
     _make(top_k=E + 1)
