@@ -13,3 +13,15 @@ from jaxpapers.diffusion.flow_matching import (
     velocity_distillation_loss,
 )
 from jaxpapers.diffusion.samplers import euler_sample
+
+# isort: split
+# DDiT (arXiv 2602.16968): third-difference patch scheduler, grouped sampler, FLOP counter.
+from jaxpapers.diffusion.ddit import (
+    PatchForwards,
+    TeaCache,
+    ddit_sample,
+    ddit_schedule,
+    flop_ratio,
+    forward_flops,
+    third_diff,
+)

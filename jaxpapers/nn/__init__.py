@@ -6,6 +6,7 @@ from jaxpapers.nn.dit import DiT, DiTConfig
 from jaxpapers.nn.embedding import embed_lookup
 from jaxpapers.nn.mixers import Mixer, MixerCache, MixerConfig
 from jaxpapers.nn.moe import MoE, RouterState, SwiGLU, auxiliary_balance_loss
+from jaxpapers.nn.multipatch_dit import MultiPatchConfig, MultiPatchDiT
 from jaxpapers.nn.norms import RMSNorm
 from jaxpapers.nn.rope import rope
 from jaxpapers.nn.second_order import (

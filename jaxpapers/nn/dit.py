@@ -155,14 +155,25 @@ class DiTBlock(nnx.Module):
                           kernel_metadata=pt.metadata((pt.MLP, pt.EMBED)))
     self.ada = _zeros_linear(width, 6 * width, rngs)
 
-  def __call__(self, x: jax.Array, c: jax.Array, attention: AttentionFn) -> jax.Array:
+  def modulated_input(self, x: jax.Array, c: jax.Array) -> jax.Array:
+    """The attention branch's input LN(x) (1 + scale1) + shift1 (what TeaCache watches)."""
+    shift1, scale1 = jnp.split(self.ada(jax.nn.silu(c)), 6, -1)[:2]
+    return _modulate(self.norm1(x), shift1, scale1)
+
+  def __call__(self, x: jax.Array, c: jax.Array, attention: AttentionFn,
+               mlp_adapters: tuple[Callable, Callable] | None = None) -> jax.Array:
+    """One block; `mlp_adapters` = (a1, a2) adds a1(h) to fc1(h) and a2(g) to fc2(g) (LoRA)."""
     b, n, w = x.shape
     shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(self.ada(jax.nn.silu(c)), 6, -1)
     h = _modulate(self.norm1(x), shift1, scale1)
     q, k, v = jnp.split(self.qkv(h).reshape(b, n, 3 * self.num_heads, w // self.num_heads), 3, 2)
     x = x + gate1[:, None] * self.proj(attention(q, k, v).reshape(b, n, w))
     h = _modulate(self.norm2(x), shift2, scale2)
-    return x + gate2[:, None] * self.fc2(jax.nn.gelu(self.fc1(h), approximate=True))
+    if mlp_adapters is None:
+      return x + gate2[:, None] * self.fc2(jax.nn.gelu(self.fc1(h), approximate=True))
+    a1, a2 = mlp_adapters
+    g = jax.nn.gelu(self.fc1(h) + a1(h), approximate=True)
+    return x + gate2[:, None] * (self.fc2(g) + a2(g))
 
 
 class DiT(nnx.Module):
