@@ -25,3 +25,16 @@ from jaxpapers.diffusion.ddit import (
     forward_flops,
     third_diff,
 )
+
+# isort: split
+# Unified Latents (arXiv 2602.17270): noise process, latent bitrate bound, decoder loss; VP samplers.
+from jaxpapers.diffusion.ddim import lambda_grid, vp_sample
+from jaxpapers.diffusion.unified_latents import (
+    LinearLogSNR,
+    decoder_loss,
+    encoder_noise,
+    prior_loss,
+    sigmoid_weight,
+    stratified_times,
+    terminal_kl,
+)

@@ -19,3 +19,4 @@ from jaxpapers.nn.second_order import (
 )
 from jaxpapers.nn.sparse_mask import predict_block_mask, sparge_attention
 from jaxpapers.nn.tiny_lm import TinyLM, TinyLMBlock
+from jaxpapers.nn.ul_models import BaseModel, ULConfig, UnifiedLatents

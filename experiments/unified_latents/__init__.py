@@ -1,0 +1,1 @@
+"""Unified Latents: encoder, diffusion prior and diffusion decoder trained jointly (arXiv 2602.17270)."""
