@@ -147,7 +147,9 @@ class LMConfig:
   edit_layer: int = 1
   factor_batches: int = 16
   eval_text_batches: int = 16
-  train: TrainConfig = TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=500,
+  # checkpoint_every a multiple of steps_per_dispatch: every call runs 75 steps, one compiled
+  # program (500 also compiled the 50- and 25-step chunks; the parameters are bit-identical)
+  train: TrainConfig = TrainConfig(steps=1_500, eval_every=375, log_every=75, checkpoint_every=750,
                                    steps_per_dispatch=75)
 
   def __post_init__(self):

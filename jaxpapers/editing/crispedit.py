@@ -295,6 +295,26 @@ def _edit_loop(kernels, opt_state, bases, state, batch, lr, max_steps, target_lo
   return kernels, opt_state, step, loss, initial
 
 
+def _committed(tree, kernels):
+  """`tree` (the kernels or Adam's state) committed where `_edit_loop` returns it.
+
+  The loop's outputs are committed arrays: arrays keep their own placement, scalars (Adam's step
+  count) go on the kernels' devices (replicated on their mesh). Inputs placed otherwise (fresh,
+  uncommitted arrays) would make the second edit of a sequential stream compile the loop again.
+  Values are unchanged.
+  """
+  def placement(x, like):
+    sharding = like.sharding
+    if not isinstance(sharding, jax.sharding.NamedSharding):
+      return sharding
+    spec = tuple(sharding.spec)[:jnp.ndim(x)] if jnp.ndim(x) else ()
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(
+        *spec, *(None,) * (jnp.ndim(x) - len(spec))))  # spelled as the loop's outputs are
+
+  first = next(iter(kernels.values()))
+  return jax.tree.map(lambda x: jax.device_put(x, placement(x, x if jnp.ndim(x) else first)), tree)
+
+
 class _Editor:
   """The pieces shared by the edits of one model: kernels, bases and the compiled loop.
 
@@ -323,7 +343,8 @@ class _Editor:
           raise ValueError(f"basis of {k!r} is {kind}, not for method={method!r}")
     self.projectors = {k: _projector(b) for k, b in self.bases.items()}
     self.graphdef, self.state = nnx.split(model)
-    self.opt_state = optax.adam(learning_rate).init(self.kernels)
+    self.kernels = _committed(self.kernels, self.kernels)
+    self.opt_state = _committed(optax.adam(learning_rate).init(self.kernels), self.kernels)
     self.hyper = (jnp.float32(learning_rate), jnp.int32(max_steps), jnp.float32(target_loss))
     self.target_loss = target_loss
     self.static = dict(graphdef=self.graphdef, logits_fn=logits_fn, paths=self.paths,

@@ -154,10 +154,71 @@ def _replicated_sum_of_outer(x: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.einsum("ti,tj->ij", x * w[:, None], x, out_sharding=out_sharding)
 
 
+def _factor_sums(state, batch, rng, *, graphdef, paths, logits_fn, label_mode):
+  """`{key: (Σ a aᵀ, Σ g gᵀ)}, N` of one batch for the tapped model `merge(graphdef, state)`."""
+  keys = [path_key(p) for p in paths]
+
+  def forward(deltas):
+    tapped = nnx.merge(graphdef, state)
+    with tapping(tapped, paths, deltas) as ctx:
+      logits = logits_fn(tapped, batch)
+      return logits, dict(ctx.inputs), dict(ctx.outputs)
+
+  _, _, outputs = jax.eval_shape(forward, None)
+  missing = [k for k in keys if k not in outputs]
+  if missing:
+    raise ValueError(f"kfac factors: layers {missing} were not called by logits_fn")
+  zeros = {k: jnp.zeros(outputs[k].shape, jnp.float32) for k in keys}
+  mask = batch.get("mask")
+
+  def loss_of(deltas):
+    logits, inputs, _ = forward(deltas)
+    logits = logits.astype(jnp.float32)
+    if label_mode == "sampled":
+      labels = jax.random.categorical(rng, jax.lax.stop_gradient(logits))
+    else:
+      labels = batch["targets"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    weights = jnp.ones_like(ce) if mask is None else mask.astype(jnp.float32)
+    return jnp.sum(ce * weights), inputs
+
+  grads, inputs = jax.grad(loss_of, has_aux=True)(zeros)
+  sums, count = {}, None
+  for k in keys:
+    a, g = inputs[k].astype(jnp.float32), grads[k]
+    w = _token_weights(mask, a.shape[:-1], k)
+    a2, g2 = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
+    sums[k] = (_replicated_sum_of_outer(a2, w), _replicated_sum_of_outer(g2, w))
+    count = jnp.sum(w)
+  return sums, count
+
+
+# One compiled program per (model structure, layers, logits_fn, label mode, batch shapes): the
+# model's state is an argument, so models of one structure (seeds, edit sets) share it.
+_factor_sums_jit = jax.jit(_factor_sums, static_argnames=("graphdef", "paths", "logits_fn", "label_mode"))
+
+
+class _FactorStep:
+  """`(batch, rng) -> ({key: (Σ a aᵀ, Σ g gᵀ)}, N)` of one model; `lower` as a jitted function's."""
+
+  def __init__(self, state, static):
+    self._state, self._static = state, static
+
+  def __call__(self, batch, rng):
+    return _factor_sums_jit(self._state, batch, rng, **self._static)
+
+  def lower(self, batch, rng):
+    return _factor_sums_jit.lower(self._state, batch, rng, **self._static)
+
+
 def make_factor_step(model: nnx.Module, layer_paths: Sequence[LayerPath],
                      logits_fn: Callable[[nnx.Module, dict], jax.Array],
                      label_mode: str = "sampled"):
   """A jitted `(batch, rng) -> {key: (sum a aᵀ, sum g gᵀ)}, N` for one batch.
+
+  The compiled program takes the model's state as an argument and is shared by every model of
+  the same structure with the same `layer_paths`, `logits_fn` (the same function object) and
+  `label_mode`.
 
   Args:
     model: the (frozen) model.
@@ -166,51 +227,15 @@ def make_factor_step(model: nnx.Module, layer_paths: Sequence[LayerPath],
     label_mode: "sampled" (labels from the model's softmax) or "empirical" (`batch["targets"]`).
 
   Returns:
-    The step function; factors are the sums divided by N (see `collect_kfac_factors`).
+    The step function (with `.lower(batch, rng)`); factors are the sums divided by N (see
+    `collect_kfac_factors`).
   """
   if label_mode not in LABEL_MODES:
     raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
-  paths = [tuple(p) for p in layer_paths]
-  keys = [path_key(p) for p in paths]
+  paths = tuple(tuple(p) for p in layer_paths)
   graphdef, state = nnx.split(tapped_clone(model, paths))
-
-  def forward(deltas, batch):
-    tapped = nnx.merge(graphdef, state)
-    with tapping(tapped, paths, deltas) as ctx:
-      logits = logits_fn(tapped, batch)
-      return logits, dict(ctx.inputs), dict(ctx.outputs)
-
-  @jax.jit
-  def step(batch, rng):
-    _, _, outputs = jax.eval_shape(forward, None, batch)
-    missing = [k for k in keys if k not in outputs]
-    if missing:
-      raise ValueError(f"kfac factors: layers {missing} were not called by logits_fn")
-    zeros = {k: jnp.zeros(outputs[k].shape, jnp.float32) for k in keys}
-    mask = batch.get("mask")
-
-    def loss_of(deltas):
-      logits, inputs, _ = forward(deltas, batch)
-      logits = logits.astype(jnp.float32)
-      if label_mode == "sampled":
-        labels = jax.random.categorical(rng, jax.lax.stop_gradient(logits))
-      else:
-        labels = batch["targets"]
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-      weights = jnp.ones_like(ce) if mask is None else mask.astype(jnp.float32)
-      return jnp.sum(ce * weights), inputs
-
-    grads, inputs = jax.grad(loss_of, has_aux=True)(zeros)
-    sums, count = {}, None
-    for k in keys:
-      a, g = inputs[k].astype(jnp.float32), grads[k]
-      w = _token_weights(mask, a.shape[:-1], k)
-      a2, g2 = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
-      sums[k] = (_replicated_sum_of_outer(a2, w), _replicated_sum_of_outer(g2, w))
-      count = jnp.sum(w)
-    return sums, count
-
-  return step
+  return _FactorStep(state, dict(graphdef=graphdef, paths=paths, logits_fn=logits_fn,
+                                 label_mode=label_mode))
 
 
 def collect_kfac_factors(model: nnx.Module, layer_paths: Sequence[LayerPath],

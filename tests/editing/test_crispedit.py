@@ -207,6 +207,29 @@ def test_sequential_edit_carries_adam_over_the_batches(setup):
   assert again[0].steps > 0 and again[1].skipped
 
 
+@pytest.mark.parametrize("explicit", [False, True])
+def test_sequential_edit_compiles_its_loop_once(setup, explicit):
+  """Every batch of a stream reuses the first batch's compiled loop (Adam's state handed back
+  by the loop is placed as the fresh state is), on one device and on an Explicit mesh."""
+  model, capability, edit = setup
+  model = nnx.clone(model)
+  if explicit:
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    nnx.update(model, jax.device_put(nnx.state(model), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())))
+  factors, _ = optim.collect_kfac_factors(model, [("l1",)], capability, logits_fn, label_mode="empirical")
+  bases = edit_bases(factors, 0.5)
+  batches = split_edits(edit, 2)
+  size = crispedit._edit_loop._cache_size()
+  edited, results, _ = sequential_edit(model, batches, layer_paths=[("l1",)], logits_fn=logits_fn,
+                                       bases=bases, project="both", learning_rate=LR, max_steps=5,
+                                       target_loss=1e-9)
+  assert [r.steps for r in results] == [5, 5, 5] and crispedit._edit_loop._cache_size() <= size + 1
+  kernel, state = None, None
+  for b in batches:
+    kernel, state, _ = _reference(model, b, bases["l1"], "both", 5, kernel, state)
+  np.testing.assert_allclose(edited.l1.kernel[...], kernel, rtol=1e-5, atol=1e-6)
+
+
 def test_compact_forms_of_the_projector_are_the_projector():
   """The loop projects on the A directions it needs (kept or removed rows): same P as kfac_project."""
   rng = np.random.default_rng(2)

@@ -189,3 +189,17 @@ def test_taps_record_only_into_the_context_bound_to_them(setup):
   with pytest.raises(TypeError, match="no tap at 'l1'"):
     with _kfac_factors.tapping(first, [("l1",)]):
       pass
+
+
+def test_models_of_one_structure_share_the_compiled_step(setup):
+  """The model's state is an argument of the compiled step: a second model of the same structure
+  (another seed) reuses it and gets its own factors (brute force of that model)."""
+  model, batches = setup
+  optim.collect_kfac_factors(model, [("l2",)], batches, _logits, label_mode="empirical")
+  size = _kfac_factors._factor_sums_jit._cache_size()
+  other = _MLP(nnx.Rngs(5))
+  factors, _ = optim.collect_kfac_factors(other, [("l2",)], batches, _logits, label_mode="empirical")
+  assert _kfac_factors._factor_sums_jit._cache_size() == size
+  a, g, _ = _brute(other, batches, lambda i, b, logits: b["targets"])
+  np.testing.assert_allclose(factors["l2"].a, a, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(factors["l2"].g, g, rtol=1e-4, atol=1e-9)
