@@ -31,6 +31,7 @@ the patch embedding and de-embedding (and R_phi off the base size). The schedule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Sequence
 
@@ -74,6 +75,13 @@ def schedule_statistics(history: jax.Array, rho: float, sizes: Sequence[int],
   delta = third_diff(history[0], history[1], history[2], history[3]).astype(jnp.float32)
   return jnp.stack([jnp.quantile(patch_std(delta, s, per_channel), rho, axis=-1, method="linear")
                     for s in sizes], axis=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_statistics(rho: float, sizes: tuple[int, ...], per_channel: bool):
+  """`schedule_statistics` jitted once per setting (the sampler calls it every step)."""
+  return jax.jit(functools.partial(schedule_statistics, rho=rho, sizes=sizes,
+                                   per_channel=per_channel))
 
 
 def ddit_schedule(history: jax.Array, tau: float, rho: float, sizes: Sequence[int], base: int,
@@ -301,7 +309,7 @@ def ddit_sample(forwards: PatchForwards, noise: np.ndarray, labels: np.ndarray, 
   labels = np.asarray(labels, np.int32)
   b = x.shape[0]
   times = np.linspace(1.0, 0.0, steps + 1).astype(np.float32)
-  stats_fn = jax.jit(lambda h: schedule_statistics(h, rho, candidates, per_channel))
+  stats_fn = _jitted_statistics(float(rho), candidates, bool(per_channel))
   sizes = np.full((steps, b), base, np.int32)
   computed = np.ones((steps, b), bool)
   stats = np.full((steps, b, len(candidates)), np.nan, np.float32)
