@@ -5,9 +5,10 @@ An untrained multi-patch DiT of the small preset's shape (width 48, depth 4, pat
 and with a fixed DDiT-like schedule (3 warm-up steps at the base patch, then a given fraction of
 the remaining steps at the coarse patch, the same for every sample). Both go through
 `ddit_sample`'s grouped, jitted forwards after every shape was compiled; each figure is the
-median of several runs. The wall-time ratio is reported beside the counted FLOP ratio: on a CPU
-the coarse forward (16 tokens) is too small to run at the large forward's FLOP rate, so the time
-ratio stays above the FLOP ratio.
+median of several runs. The wall-time ratio is reported beside the counted FLOP ratio; the two
+can differ either way: the count leaves out the elementwise work (norms, softmax, GELU, patchify
+transposes), which also shrinks with the token count, and small coarse calls pay more dispatch
+per FLOP.
 """
 
 from __future__ import annotations
