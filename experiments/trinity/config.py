@@ -6,6 +6,8 @@ Presets:
   smoke: a 2-layer AFMoE on Markov documents, a few dozen steps (the test suite's run).
   small: our tiny MoE LM (4 layers, d 64, 16 routed experts top-2 + 1 shared, window 32,
     seq 128) on 8-domain Markov documents through RSDB; the reproduction of `jaxpapers reproduce`.
+    Smoke and small dispatch the experts in blocks (`model.dispatch=blocked`, the fastest path
+    on CPU: `jaxpapers bench trinity`; `model.dispatch=dense` computes the same function).
     5 optimizer steps per jitted call (`train.steps_per_dispatch`, one per logged record: the
     same records as one step per call).
   paper: an AFMoE in the shape of the HF AfmoeConfig template (Trinity Mini/Nano class) for a GPU,
@@ -81,7 +83,7 @@ class TrinityConfig:
     batch_size, seq_len: global batch of packed sequences.
   """
 
-  model: AfmoeConfig = AfmoeConfig()
+  model: AfmoeConfig = AfmoeConfig(dispatch="blocked")
   data: DataConfig = DataConfig()
   balancing: str = "smebu"
   balance_lr: float = 5e-3
@@ -121,7 +123,8 @@ class TrinityConfig:
 
 SMOKE = TrinityConfig(
     model=AfmoeConfig(num_layers=2, num_dense_layers=1, global_every=2, d_model=32, num_heads=2,
-                      num_kv_heads=1, dense_width=64, num_experts=8, expert_width=32, window=16),
+                      num_kv_heads=1, dense_width=64, num_experts=8, expert_width=32, window=16,
+                      dispatch="blocked"),
     data=DataConfig(buffer_size=16, eval_batches=2),
     batch_size=8, seq_len=64,
     train=TrainConfig(steps=60, eval_every=30, log_every=1, checkpoint_every=30))
