@@ -207,8 +207,26 @@ class _FactorStep:
   def __call__(self, batch, rng):
     return _factor_sums_jit(self._state, batch, rng, **self._static)
 
-  def lower(self, batch, rng):
-    return _factor_sums_jit.lower(self._state, batch, rng, **self._static)
+  def lower(self, batch, rng) -> _StateBound:
+    """The lowered program with the model's state bound: `.compile()` gives a `(batch, rng)`
+    callable (with the compiled program's `memory_analysis`, `cost_analysis`, ...)."""
+    return _StateBound(_factor_sums_jit.lower(self._state, batch, rng, **self._static), self._state)
+
+
+class _StateBound:
+  """A lowered or compiled stage of `_factor_sums_jit` called with its first argument bound."""
+
+  def __init__(self, stage, state):
+    self._stage, self._state = stage, state
+
+  def compile(self) -> _StateBound:
+    return _StateBound(self._stage.compile(), self._state)
+
+  def __call__(self, batch, rng):
+    return self._stage(self._state, batch, rng)
+
+  def __getattr__(self, name):
+    return getattr(self._stage, name)
 
 
 def make_factor_step(model: nnx.Module, layer_paths: Sequence[LayerPath],
