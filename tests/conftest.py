@@ -5,6 +5,7 @@ test-only variable (jaxpapers/_cpu_pool.py).
 """
 
 import os
+import re
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -44,3 +45,30 @@ def smoke_report(tmp_path_factory):
     return runs[name]
 
   return run
+
+
+_SMOKE_CALL = re.compile(r"""smoke_report\(\s*["'](\w+)["']""")
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  """Groups tests for pytest-xdist's `--dist loadgroup` (README's command runs 2 workers).
+
+  A test file stays on one worker, so its module-scoped fixtures (shared compiled functions)
+  are built once; an experiment's smoke run (`smoke_report`) is shared by the registry-wide
+  test of that experiment and the experiment's own test file, so both go to one group. Without
+  xdist the marks do nothing.
+  """
+  sources: dict[str, list[str]] = {}
+  for item in items:
+    if item.get_closest_marker("xdist_group"):
+      continue
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "smoke_report" in getattr(item, "fixturenames", ()) and "name" in params:
+      group = f"smoke:{params['name']}"
+    else:
+      path = str(item.path)
+      if path not in sources:
+        sources[path] = sorted(set(_SMOKE_CALL.findall(item.path.read_text())))
+      names = sources[path]
+      group = f"smoke:{names[0]}" if len(names) == 1 else item.nodeid.split("::")[0]
+    item.add_marker(pytest.mark.xdist_group(group))
