@@ -38,3 +38,7 @@ from jaxpapers.diffusion.unified_latents import (
     stratified_times,
     terminal_kl,
 )
+
+# isort: split
+# FRAPPE (arXiv 2602.17259): RDT's cosine DDPM with x0-prediction; DDIM on its steps (vp_sample).
+from jaxpapers.diffusion.ddpm import CosineSchedule, ddim_sample, ddim_steps, q_sample, x0_loss
