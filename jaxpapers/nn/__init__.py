@@ -20,3 +20,7 @@ from jaxpapers.nn.second_order import (
 from jaxpapers.nn.sparse_mask import predict_block_mask, sparge_attention
 from jaxpapers.nn.tiny_lm import TinyLM, TinyLMBlock
 from jaxpapers.nn.ul_models import BaseModel, ULConfig, UnifiedLatents
+
+# isort: split
+# FRAPPE (arXiv 2602.17259): toy RDT policy with a future prefix; MiPA experts and router.
+from jaxpapers.nn.rdt_policy import MiPAConfig, MiPAPolicy, RDTConfig, RDTPolicy
