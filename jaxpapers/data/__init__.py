@@ -6,6 +6,7 @@
   full batch), resumable.
 * `documents`: deterministic document streams (synthetic Markov domains, stdlib files).
 * `packing`: packed-sequence loaders over document streams (RSDB, sequential packing).
+* `synth_touch`: unpaired glove and Xela-like tactile demos over known hidden states (TactAlign).
 """
 
 from jaxpapers.data.corpora import TextSource, stdlib_paths
@@ -29,3 +30,7 @@ from jaxpapers.data.pipeline import (
     iterator,
 )
 from jaxpapers.data.sources import ArraySource, Source, TfdsSource, digits_source, tfds_source
+
+# isort: split
+# synth-touch (TactAlign, arXiv 2602.13579): tactile demos with known hidden states.
+from jaxpapers.data.synth_touch import TouchFrames, pivot_demos, play_states
