@@ -24,3 +24,7 @@ from jaxpapers.nn.ul_models import BaseModel, ULConfig, UnifiedLatents
 # isort: split
 # FRAPPE (arXiv 2602.17259): toy RDT policy with a future prefix; MiPA experts and router.
 from jaxpapers.nn.rdt_policy import MiPAConfig, MiPAPolicy, RDTConfig, RDTPolicy
+
+# isort: split
+# TactAlign (arXiv 2602.13579): tactile encoder with single-query cross-attention pooling.
+from jaxpapers.nn.tactile import AttentionPool, TactileAutoencoder, TactileConfig, TactileEncoder
