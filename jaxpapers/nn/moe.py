@@ -40,7 +40,8 @@ Four dispatch paths compute the same function:
   `block_size` rows, so every block of rows belongs to one expert; the block's expert kernels are
   gathered and the experts run as batched `[block, d] @ [d, F]` matmuls over the
   `ceil((N K + E (block - 1)) / block)` blocks (a static bound), then unsorted and summed over
-  the slots. At most `E (block - 1)` padding rows of work beyond the useful FLOPs, with plain
+  the slots (per batch shard under a mesh that splits the batch: `MoE._blocked`). At most
+  `E (block - 1)` padding rows of work per shard beyond the useful FLOPs, with plain
   batched matmuls that every backend compiles well: on CPU, at the tiny Trinity LM's shapes, it
   is over 20x faster than `"dense"` for forward and backward (`jaxpapers bench trinity`).
 - `"expert_parallel"`: tokens travel to the devices that hold their experts and back, the
@@ -314,8 +315,7 @@ class MoE(nnx.Module):
     elif self.dispatch == "expert_parallel" and _expert_axis_size() > 1:
       routed = self._expert_parallel(x, routing)
     elif self.dispatch == "blocked":
-      routed = self._sorted(x, routing, functools.partial(_blocked_dispatch,
-                                                           block=self.block_size))
+      routed = self._blocked(x, routing)
     else:
       routed = self._sorted(x, routing, _ragged_dispatch)
     y = routed if self.shared is None else routed + self.shared(x.astype(self.dtype))
@@ -373,6 +373,31 @@ class MoE(nnx.Module):
       # sharding. `dispatch="expert_parallel"` is the scalable alternative.
       dispatch = jax.sharding.auto_axes(dispatch, out_sharding=jax.typeof(x).sharding.spec)
     return dispatch(*args)
+
+  def _blocked(self, x: jax.Array, routing: Routing) -> jax.Array:
+    """The blocked dispatch, per batch shard under a mesh that splits the batch.
+
+    Each device sorts and runs its own tokens (`jax.shard_map` over the mesh's batch axes, the
+    kernels gathered whole, as FSDP gathers them for any layer); without it the partitioner
+    would replicate the sort and every block's matmul on every device. Without such a mesh, or
+    with a batch the shards do not divide, it runs on the whole batch (`MoE._sorted`).
+    """
+    dispatch = functools.partial(_blocked_dispatch, block=self.block_size)
+    mesh = jax.sharding.get_abstract_mesh()
+    sizes = {} if mesh.empty else dict(mesh.shape)
+    batch_axes = tuple(a for a in BATCH_AXES if a in sizes)
+    shards = math.prod(sizes[a] for a in batch_axes)
+    if shards == 1 or x.shape[0] % shards:
+      return self._sorted(x, routing, dispatch)
+    batch = P(batch_axes)
+    per_shard = jax.shard_map(functools.partial(dispatch, dtype=self.dtype), mesh=mesh,
+                              in_specs=(batch, batch, batch, P(), P(), P()), out_specs=batch,
+                              axis_names=set(batch_axes))
+    y = per_shard(x, routing.selected, routing.gates,
+                  *(partitioning.unsplit(w[...]) for w in (self.gate, self.up, self.down)))
+    if _explicit_axes():  # hand y back with x's sharding
+      y = jax.sharding.reshard(y, jax.typeof(x).sharding.spec)
+    return y
 
   def _expert_parallel(self, x: jax.Array, routing: Routing) -> jax.Array:
     """Expert-parallel dispatch: all-to-all over `expert` inside `jax.shard_map`.
@@ -445,8 +470,10 @@ def _blocked_dispatch(x: jax.Array, selected: jax.Array, gates: jax.Array, gate:
   blocks = -(-(a + e * (block - 1)) // block)
   rows = jnp.zeros((blocks * block, d), dtype).at[row].set(
       x.reshape(n, d).astype(dtype)[order // k], unique_indices=True)
-  owner = jnp.minimum(jnp.searchsorted(ends, jnp.arange(blocks, dtype=ends.dtype) * block,
-                                       side="right"), e - 1)                     # [blocks]
+  starts = jnp.arange(blocks, dtype=ends.dtype) * block
+  # The expert whose rows block j holds: how many experts' rows end at or before its start
+  # (a comparison, not searchsorted, which fails inside shard_map in jax 0.10).
+  owner = jnp.minimum(jnp.sum(ends[None, :] <= starts[:, None], axis=1), e - 1)  # [blocks]
   tiles = rows.reshape(blocks, block, d)
   act = (jax.nn.silu(jnp.einsum("nbd,ndf->nbf", tiles, gate.astype(dtype)[owner]))
          * jnp.einsum("nbd,ndf->nbf", tiles, up.astype(dtype)[owner]))
