@@ -293,14 +293,16 @@ class MiPAPolicy(nnx.Module):
     self.router1 = nnx.Linear(2 * config.width, hidden, rngs=rngs)
     self.router2 = nnx.Linear(hidden, mipa.experts, rngs=rngs)
     self.head = ActionHead(config.width, config.action_dim, rngs=rngs)
-    self.noise_key = rngs.params()
 
-  def from_base(self, base_state) -> MiPAPolicy:
-    """Loads a trained `RDTPolicy` state and initialises the experts and head from it."""
+  def from_base(self, base_state, seed: int = 0) -> MiPAPolicy:
+    """Loads a trained `RDTPolicy` state and initialises the experts and head from it.
+
+    `seed` draws the prefix noise.
+    """
     nnx.update(self.base, base_state)
     nnx.update(self.head, nnx.state(self.base.head))
     noise = self.mipa.prefix_noise * jax.random.normal(
-        self.noise_key, (self.mipa.experts, *self.base.prefix.shape))
+        jax.random.key(seed), (self.mipa.experts, *self.base.prefix.shape))
     self.experts.prefix[...] = self.base.prefix[...][None] + noise
     return self
 

@@ -43,6 +43,7 @@ def test_gates_and_balance_loss():
   np.testing.assert_allclose(rp.alignment_loss(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]])), 1.0)
 
 
+@pytest.mark.slow  # the smoke reproduction measures the same identity on a trained mid model
 def test_shapes_and_identity_at_post_training_start(models):
   base, mipa = models
   images, proprio, noisy, k = _inputs()
@@ -60,6 +61,7 @@ def test_shapes_and_identity_at_post_training_start(models):
   np.testing.assert_allclose(mipa(images, proprio, noisy, k)[0], a_base, atol=1e-5)
 
 
+@pytest.mark.slow  # also claims of the smoke reproduction (stop-gradient, frozen base)
 def test_post_training_filter_freezes_the_backbone_and_stops_teacher_gradients(models):
   _, mipa = models
   images, proprio, noisy, k = _inputs(1)

@@ -1,0 +1,1 @@
+"""FRAPPE: future representation alignment and MiPA on push2d (arXiv 2602.17259)."""

@@ -1,0 +1,101 @@
+"""MiPA's CI checks as claims (FRAPPE, arXiv 2602.17259; the smoke preset runs them all)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxpapers.core import report
+from jaxpapers.nn import rdt_policy as rp
+
+from . import data, model
+from .config import FrappeConfig
+
+
+def _exact(id: str, statement: str, measured: float, bound: float = 0.0) -> report.Claim:
+  return report.at_most(id, statement, float(measured), bound)
+
+
+def _batch(arrays: dict, n: int = 8) -> dict:
+  out = {k: jnp.asarray(v[:n]) for k, v in arrays.items()}
+  out["mask"] = jnp.ones(n)
+  return out
+
+
+def gate_claims(config: FrappeConfig) -> list[report.Claim]:
+  eps, m = config.mipa.smoothing, config.mipa.experts
+  logits = jax.random.normal(jax.random.key(0), (64, m)) * 20
+  w = rp.gate_weights(logits, eps)
+  return [
+      _exact("gates_sum_to_one", "max |sum_i w'_i - 1| over 64 random logit rows (x20)",
+             jnp.abs(w.sum(-1) - 1).max(), 1e-6),
+      report.at_least("gates_floor", f"min w'_i (eps / M = {eps / m:.4f})", float(w.min()),
+                      eps / m - 1e-7),
+      report.within("balance_loss_uniform", "L_balance on logits [[0, 0, 0]] (log 3)^2 = 1.2069",
+                    float(rp.balance_loss(jnp.zeros((1, 3)))), math.log(3) ** 2 - 1e-5,
+                    math.log(3) ** 2 + 1e-5, paper_value=1.2069),
+  ]
+
+
+def identity_claim(config: FrappeConfig, mid_state, frames: dict) -> report.Claim:
+  """At the start of post-training (B = 0, equal prefixes) MiPA = the mid model, any router."""
+  exact = model.mipa_model(config, None, nnx.Rngs(0))
+  exact.mipa = rp.MiPAConfig(**{**config.mipa.__dict__, "prefix_noise": 0.0})
+  exact.from_base(jax.tree.map(jnp.asarray, mid_state))
+  exact.router2.bias[...] = jnp.arange(config.mipa.experts, dtype=jnp.float32) * 3.0
+  b = _batch(frames)
+  noisy = jax.random.normal(jax.random.key(1), b["actions"].shape)
+  k = jnp.arange(8) * 5
+  x = data.normalize(b["images"])
+  ours = nnx.jit(lambda m: m(x, b["proprio"], noisy, k)[0])(exact)
+  ref = nnx.jit(lambda m: m(x, b["proprio"], noisy, k)[0])(exact.base)
+  return _exact("identity_at_post_start", "max |MiPA(x) - mid(x)| at the start of post-training "
+                "(LoRA B = 0, identical prefixes, router biased to [0, 3, 6])",
+                jnp.abs(ours - ref).max(), 1e-5)
+
+
+def gradient_claims(config: FrappeConfig, mid_state, arrays: dict) -> list[report.Claim]:
+  """Stop-gradient on the targets; frozen backbone; action-free samples drop L_action."""
+  m = model.mipa_model(config, mid_state, nnx.Rngs(0))
+  b = _batch(arrays)
+  loss_fn = model.mipa_loss(config)
+  rng = jax.random.key(3)
+  grads_t = jax.grad(lambda t: loss_fn(m, {**b, "targets": t}, rng)[0])(b["targets"])
+  diff = nnx.DiffState(0, rp.TRAINABLE)
+  free = {**b, "has_action": jnp.zeros_like(b["has_action"])}
+
+  def action_only(mm, batch):
+    return loss_fn(mm, batch, rng)[1]["action"]
+
+  def align_only(mm, batch):
+    return loss_fn(mm, batch, rng)[1]["align"]
+  g_action = nnx.grad(action_only, argnums=diff)(m, free)
+  g_align = nnx.grad(align_only, argnums=diff)(m, free)
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(g_align)[0]]
+  head = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g_action["head"]))
+  prefix = float(jnp.abs(g_align["experts"]["prefix"][...]).max())
+  return [
+      _exact("stop_gradient_targets", "max |d L_total / d teacher targets|",
+             max(float(jnp.abs(x).max()) for x in jax.tree.leaves(grads_t))),
+      _exact("backbone_frozen", "differentiated variables under `base` in post-training",
+             sum("'base'" in p for p in paths)),
+      _exact("action_free_no_action_grad", "max |d L_action / d head| on a has_action = 0 batch",
+             head),
+      report.greater_than("action_free_align_grad", "max |d L_align / d prefixes| on a "
+                          "has_action = 0 batch", prefix, 0.0),
+  ]
+
+
+def loss_decrease_claim(id: str, config: FrappeConfig, loss_fn, build, before, after,
+                        arrays: dict) -> report.Claim:
+  """L_total on a fixed batch and draw, after / before training."""
+  b = _batch(arrays, 32)
+  values = []
+  for state in (before, after):
+    m = build(state)
+    values.append(float(nnx.jit(lambda mm: loss_fn(mm, b, jax.random.key(4))[0])(m)))
+  return report.less_than(id, f"L_total on a fixed batch after / before ({values[0]:.4g} -> "
+                          f"{values[1]:.4g})", values[1] / values[0], 1.0)
