@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from jaxpapers import data
+from jaxpapers.core.errors import UsageError
 from jaxpapers.core.train import Task
 from jaxpapers.data.shapes import shapes16
 from jaxpapers.diffusion import ddim
@@ -178,8 +179,8 @@ def make_base_task(config: UnifiedLatentsConfig, mesh: jax.sharding.Mesh, inputs
   sigmoid-weighted ELBO with bias `base_bias`, v-prediction, z_clean targets (Sec. 3.3)."""
   x = images(config.data, "train", config.model.image_shape)
   if not isinstance(x, np.ndarray):
-    raise NotImplementedError("the base stage encodes the training set in memory; a TFDS source "
-                              "needs an encoded latent dataset (not built yet)")
+    raise UsageError("stage base with data.source=tfds is not supported: the base stage encodes "
+                     "the training set in memory; use data.source=shapes16 or digits for it")
   z = encode_clean(config, inputs["stage1"], x)
   schedule = prior_schedule(config)
 
