@@ -42,8 +42,9 @@ Four dispatch paths compute the same function:
   `ceil((N K + E (block - 1)) / block)` blocks (a static bound), then unsorted and summed over
   the slots (per batch shard under a mesh that splits the batch: `MoE._blocked`). At most
   `E (block - 1)` padding rows of work per shard beyond the useful FLOPs, with plain
-  batched matmuls that every backend compiles well: on CPU, at the tiny Trinity LM's shapes, it
-  is over 20x faster than `"dense"` for forward and backward (`jaxpapers bench trinity`).
+  batched matmuls that every backend compiles well. On CPU, at the tiny Trinity LM's shapes, one
+  layer's forward and backward took 22-26 ms against dense's 75-126 ms in a one-off timing under
+  load (experiments/trinity/README.md); `jaxpapers bench trinity` times the three paths.
 - `"expert_parallel"`: tokens travel to the devices that hold their experts and back, the
   all-to-all dispatch of GShard (arXiv 2006.16668, section 2; MaxText's MoE does the same in
   `shard_map`). Under a mesh whose `expert` axis has `P > 1` devices, inside `jax.shard_map`
