@@ -1,4 +1,4 @@
-"""The `jaxpapers` command: list | reproduce | train | plan | bench (ARCHITECTURE.md section 3).
+"""The `jaxpapers` command: list | reproduce | train | plan | bench | prepare (ARCHITECTURE.md section 3).
 
 Thin by design: it parses arguments, starts jax.distributed when asked, shows progress, and
 calls experiments/ and core/. Bad input ends with one line on stderr and exit code 2.
@@ -76,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
   bench.add_argument("--out", default="runs", type=Path, help="folder of bench_NAME.json")
   bench.add_argument("--dry-run", action="store_true",
                      help="`gpu` only: the GPU suite at tiny sizes on CPU (bench_gpu_dry.json)")
+
+  prepare = commands.add_parser("prepare", help="a paper's data pipeline on your own files")
+  datasets = prepare.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
+  arxiv = datasets.add_parser("arxiv", help="ArXiv-to-Model's LaTeX pipeline (arXiv 2602.17288) on a "
+                              "folder or tar of .tex files / source archives")
+  arxiv.add_argument("--input", required=True, type=Path, help="folder or tar of LaTeX sources")
+  arxiv.add_argument("--metadata", type=Path, help="arXiv metadata snapshot (JSON lines); without it "
+                     "the metadata filters are skipped and title/abstract come from the LaTeX")
+  arxiv.add_argument("--out", required=True, type=Path,
+                     help="writes documents.jsonl, validation.jsonl and stats.json here")
+  arxiv.add_argument("--match", default="prefix", choices=("prefix", "substring"),
+                     help="category matching (substring: the authors')")
+  arxiv.add_argument("--faithful", action="store_true", help="the authors' extraction and cleaning rules")
+  arxiv.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
+  arxiv.add_argument("--no-progress", action="store_true", help="no progress bar")
   return parser
 
 
@@ -258,6 +273,25 @@ def _bench(args) -> int:
   return 0
 
 
+def _prepare(args) -> int:
+  """`prepare arxiv`: the pipeline (jaxpapers/text/prepare.py) with a progress bar, then the counts."""
+  from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn  # pylint: disable=g-import-not-at-top
+
+  from jaxpapers.text import latex, prepare  # pylint: disable=g-import-not-at-top
+  config = latex.PipelineConfig(match=args.match, faithful=args.faithful)
+  with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                disable=args.no_progress or not sys.stderr.isatty()) as bar:
+    def progress(total: int):
+      task = bar.add_task("prepare arxiv", total=total)
+      return lambda: bar.advance(task)
+    record = prepare.prepare_arxiv(args.input, args.out, args.metadata, config, args.overwrite, progress)
+  counters = record["counters"]
+  print("  ".join(f"{k} {v}" for k, v in counters.items() if v or k in ("records", "written")))
+  print(f"yield {record['losses']['yield']:.3f}; wrote {counters['train']} training and {counters['validation']} "
+        f"validation documents to {args.out} (stats.json has every count)")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
@@ -275,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return _train(args)
     if args.command == "plan":
       return _plan(args)
+    if args.command == "prepare":
+      return _prepare(args)
     return _bench(args)
   except UsageError as e:
     _stderr(f"jaxpapers: error: {e}")

@@ -50,14 +50,15 @@ class TinyLMBlock(nnx.Module):
     mlp_hidden: hidden width of the GELU MLP (unused with `mlp`).
     mlp_bias: biases on the GELU MLP's projections.
     mlp: another MLP module, `[B, T, d] -> [B, T, d]`, in place of the GELU one.
+    norm_eps: epsilon of both RMSNorms.
     rngs: initialization of the GELU MLP's projections (`up`, then `down`).
   """
 
   def __init__(self, d_model: int, mixer: nnx.Module, mlp_hidden: int, *, mlp_bias: bool = True,
-               mlp: nnx.Module | None = None, rngs: nnx.Rngs):
-    self.mixer_norm = RMSNorm(d_model)
+               mlp: nnx.Module | None = None, norm_eps: float = 1e-5, rngs: nnx.Rngs):
+    self.mixer_norm = RMSNorm(d_model, eps=norm_eps)
     self.mixer = mixer
-    self.mlp_norm = RMSNorm(d_model)
+    self.mlp_norm = RMSNorm(d_model, eps=norm_eps)
     if mlp is None:
       self.up = nnx.Linear(d_model, mlp_hidden, use_bias=mlp_bias, rngs=rngs,
                            kernel_metadata=pt.metadata((pt.EMBED, pt.MLP)),
@@ -92,6 +93,7 @@ class TinyLM(nnx.Module):
     scan_layers: stack the blocks and run them in one scan (default: a list of blocks;
       the parameters and outputs of the unscanned model do not depend on `remat`).
     remat: rematerialization of every block: "none", "full" or "dots" (`jaxpapers.nn.scan`).
+    norm_eps: epsilon of every RMSNorm (the blocks' and the final one).
     rngs: parameter initialization.
 
   Attributes:
@@ -106,7 +108,7 @@ class TinyLM(nnx.Module):
   def __init__(self, vocab_size: int, d_model: int, num_layers: int, *, mixer: MixerFactory,
                mlp_hidden: int, mlp_bias: bool = True, mlp: MLPFactory | None = None,
                embed_std: float = 0.02, head_bias: bool = True, scan_layers: bool = False,
-               remat: str = "none", rngs: nnx.Rngs):
+               remat: str = "none", norm_eps: float = 1e-5, rngs: nnx.Rngs):
     if min(vocab_size, d_model, num_layers, mlp_hidden) < 1:
       raise ValueError("vocab_size, d_model, num_layers and mlp_hidden must be >= 1; got "
                        f"{vocab_size}, {d_model}, {num_layers}, {mlp_hidden}")
@@ -114,21 +116,21 @@ class TinyLM(nnx.Module):
     self.scan_layers, self.remat = scan_layers, remat
     self.embed = pt.param(nnx.initializers.normal(embed_std)(rngs.params(), (vocab_size, d_model)),
                           (pt.VOCAB, pt.EMBED))
-    make = lambda r: self._block(d_model, mixer, mlp_hidden, mlp_bias, mlp, r)
+    make = lambda r: self._block(d_model, mixer, mlp_hidden, mlp_bias, mlp, norm_eps, r)
     if scan_layers:
       self.layers = scan.Scanned(make, num_layers, rngs=rngs, remat=remat)
     else:
       self.layers = nnx.List([make(rngs) for _ in range(num_layers)])
-    self.norm = RMSNorm(d_model)
+    self.norm = RMSNorm(d_model, eps=norm_eps)
     self.head = nnx.Linear(d_model, vocab_size, use_bias=head_bias, rngs=rngs,
                            kernel_metadata=pt.metadata((pt.EMBED, pt.VOCAB)),
                            bias_metadata=pt.metadata((pt.VOCAB,)))
 
   @staticmethod
-  def _block(d_model, mixer, mlp_hidden, mlp_bias, mlp, rngs) -> TinyLMBlock:
+  def _block(d_model, mixer, mlp_hidden, mlp_bias, mlp, norm_eps, rngs) -> TinyLMBlock:
     layer_mixer = mixer(rngs)  # drawn first: the parameter order of the original models
     return TinyLMBlock(d_model, layer_mixer, mlp_hidden, mlp_bias=mlp_bias,
-                       mlp=None if mlp is None else mlp(rngs), rngs=rngs)
+                       mlp=None if mlp is None else mlp(rngs), norm_eps=norm_eps, rngs=rngs)
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """Logits `[batch, seq, vocab_size]` of int tokens `[batch, seq]`."""
