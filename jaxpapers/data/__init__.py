@@ -34,3 +34,8 @@ from jaxpapers.data.sources import ArraySource, Source, TfdsSource, digits_sourc
 # isort: split
 # synth-touch (TactAlign, arXiv 2602.13579): tactile demos with known hidden states.
 from jaxpapers.data.synth_touch import TouchFrames, pivot_demos, play_states
+
+# isort: split
+# markov2 (hardware co-design, arXiv 2602.10377): sparse second-order Markov windows with a known
+# entropy floor.
+from jaxpapers.data.markov2 import Markov2Chain, Markov2Source, markov2_chain
