@@ -1,2 +1,3 @@
 from kernels_pallas.block_sparse_attention import block_sparse_attention
 from kernels_pallas.second_order_attention import exp_decay_attention, second_order_attention
+from kernels_pallas.selective_scan import selective_scan
