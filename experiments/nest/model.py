@@ -71,11 +71,17 @@ def world(config: NestConfig) -> toy.ToyWorld:
 
 
 def base_model(config: NestConfig, state: Any | None = None) -> ToyFFN:
-  """The toy model (with `state`: the trained base)."""
-  model = ToyFFN(config, world(config).num_classes, rngs=nnx.Rngs(0))
-  if state is not None:
-    nnx.update(model, state)
-  return model
+  """The toy model: with `state`, the trained base (merged into its graph, nothing initialized;
+  fresh arrays, so models built from one state never share a variable); else a fresh init."""
+  if state is None:
+    return ToyFFN(config, world(config).num_classes, rngs=nnx.Rngs(0))
+  return nnx.merge(_graphdef(config), jax.tree.map(jnp.asarray, state))
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(config: NestConfig):
+  classes = world(config).num_classes
+  return nnx.graphdef(nnx.eval_shape(lambda: ToyFFN(config, classes, rngs=nnx.Rngs(0))))
 
 
 class ShuffledBatches(IndexedBatches):
@@ -119,12 +125,16 @@ def make_base_task(config: NestConfig, mesh, inputs) -> Task:  # pylint: disable
 # ---------------------------------------------------------------- detection (NeST Sec. 3)
 
 
-def predict(model: nnx.Module, x: np.ndarray, batch: int = 2048) -> np.ndarray:
-  """Logits of `x` in jitted batches."""
+def predict(model: nnx.Module, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+  """Logits of `x` in jitted batches of one shape (the last one padded): one compile per model."""
   graphdef, state = nnx.split(model)
   fn = _jitted_forward(graphdef)
-  return np.concatenate([np.asarray(fn(state, jnp.asarray(x[i:i + batch])))
-                         for i in range(0, len(x), batch)])
+  out = []
+  for i in range(0, len(x), batch):
+    chunk = x[i:i + batch]
+    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+    out.append(np.asarray(fn(state, jnp.asarray(padded)))[:len(chunk)])
+  return np.concatenate(out)
 
 
 @functools.lru_cache(maxsize=64)

@@ -105,8 +105,8 @@ def one_seed(config: NestConfig, seed: int, out_dir: Path, progress) -> dict:
   alpha, rates = calibrate(base, sets, cfg)
   found = model_lib.detect(cfg, base_state)
   total = safety.count_params(base)
-  lora1 = safety.count_params(safety.add_lora(model_lib.base_model(cfg), model_lib.projection_paths(cfg), 1,
-                                              rngs=nnx.Rngs(0)), nnx.LoRAParam)
+  lora1 = safety.count_params(nnx.eval_shape(lambda: safety.add_lora(
+      model_lib.base_model(cfg), model_lib.projection_paths(cfg), 1, rngs=nnx.Rngs(0))), nnx.LoRAParam)
   m = {"seed": seed, "alpha": alpha, "calibration_asr": {str(a): r for a, r in rates.items()},
        "model_params": total, "lora_r1_params": lora1,
        "neurons_per_layer": [len(p.neurons) for p in found.plan],

@@ -16,6 +16,7 @@ for every `j` in `S_c`. Variants: `in_out` (all of them, the default), `in_only`
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,5 +170,6 @@ class NeuronDeltas(nnx.Module):
 
 
 def count_params(model: nnx.Module, kind: Any = nnx.Param) -> int:
-  """Number of scalars in `model`'s variables of type `kind` (e.g. DeltaParam, nnx.LoRAParam)."""
-  return int(sum(np.size(x) for x in jax.tree.leaves(nnx.state(model, kind))))
+  """Number of scalars in `model`'s variables of type `kind` (e.g. DeltaParam, nnx.LoRAParam);
+  works on an abstract model (`nnx.eval_shape`) too."""
+  return int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(nnx.state(model, kind))))

@@ -167,9 +167,16 @@ def pooled_activations(model: nnx.Module, layers: Sequence[FFNLayer],
     return [max_pool(records[i], m) for i in range(len(layers))]
 
   n = len(jax.tree.leaves(inputs)[0])
+  batch_size = min(batch_size, n)
   out = []
-  for start in range(0, n, batch_size):
-    x = jax.tree.map(lambda a: a[start:start + batch_size], inputs)
-    m = None if mask is None else mask[start:start + batch_size]
-    out.append([np.asarray(a) for a in pooled(state, x, m)])
+  for start in range(0, n, batch_size):  # the last batch is padded: one compiled shape
+    rows = min(batch_size, n - start)
+    x = jax.tree.map(lambda a: _pad(np.asarray(a)[start:start + rows], batch_size), inputs)
+    m = None if mask is None else _pad(np.asarray(mask)[start:start + rows], batch_size)
+    out.append([np.asarray(a)[:rows] for a in pooled(state, x, m)])
   return [np.concatenate([o[i] for o in out]) for i in range(len(layers))]
+
+
+def _pad(a: np.ndarray, rows: int) -> np.ndarray:
+  """`a` with its leading axis padded to `rows` by repeating its last row."""
+  return a if len(a) == rows else np.concatenate([a, np.repeat(a[-1:], rows - len(a), 0)])

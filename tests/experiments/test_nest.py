@@ -66,14 +66,19 @@ def test_toy_model_matches_its_formula():
   r = x
   for layer in m.layers:
     r = r + np.maximum(r @ np.asarray(layer.up.kernel[...]), 0) @ np.asarray(layer.down.kernel[...])
-  np.testing.assert_allclose(m(x), r.mean(1) @ np.asarray(m.out.kernel[...]), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model_lib.predict(m, x), r.mean(1) @ np.asarray(m.out.kernel[...]),
+                             rtol=1e-4, atol=1e-5)
+  # a trained state merges into the same graph as fresh arrays (models never share a variable)
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  restored = model_lib.base_model(SMOKE, nnx.state(m))
+  assert restored.layers[0].up.kernel is not m.layers[0].up.kernel
+  np.testing.assert_array_equal(restored.out.kernel[...], m.out.kernel[...])
 
 
 def test_repair_set_has_no_jailbreak_or_template_tokens():
   """NeST trains on vanilla harmful prompts only: no token of the repair set is a template token."""
-  state = model_lib.base_model(SMOKE)
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  data = model_lib.repair_set(SMOKE, nnx.state(state))
+  data = model_lib.repair_set(SMOKE, nnx.state(model_lib.base_model(SMOKE)))
   w = model_lib.world(SMOKE)
   n = SMOKE.data.repair_prompts
   assert (data["y"][:n] == toy.REFUSE).all() and (data["harmful"][:n] == 1).all()

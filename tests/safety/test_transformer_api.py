@@ -32,11 +32,16 @@ def prompts():
 
 
 @pytest.fixture(scope="module")
-def found(prompts):
+def lm():
+  return _lm()  # built once (eager init of a TinyLM is seconds of small compiles); never changed
+
+
+@pytest.fixture(scope="module")
+def found(lm, prompts):
   layers = [safety.gated_ffn(("layers", l, "mlp"), tap="gate") for l in range(LAYERS)]
   harmful, benign = prompts
   return layers, safety.find_safety_neurons(
-      _lm(), layers, lambda m, x: m(x), harmful, benign, probe_steps=300, probe_lr=1e-2,
+      lm, layers, lambda m, x: m(x), harmful, benign, probe_steps=200, probe_lr=1e-2,
       standardize=True, z_threshold=1.5, min_split=2, seed=0)
 
 
@@ -49,31 +54,35 @@ def test_detection_finds_and_clusters_neurons(found):
     assert all(z[j] > 1.5 and probe.weights[j] > 0 for j in p.neurons)
 
 
-def test_trained_deltas_fold_into_the_tinylm(found, prompts):
+def test_trained_deltas_fold_into_the_tinylm(lm, found, prompts):
   layers, f = found
   harmful, benign = prompts
-  base = _lm()
+  base = lm
   model = safety.NeuronDeltas(base, layers, f.plan)
   x = jnp.asarray(np.concatenate([harmful, benign]))
-  target = jnp.concatenate([jnp.zeros(64, jnp.int32), safety.greedy_targets(base(x[64:])[:, -1])])
+  forward = nnx.jit(lambda m, x: m(x))
+  base_logits = forward(base, x)
+  target = jnp.concatenate([jnp.zeros(64, jnp.int32), safety.greedy_targets(base_logits[64:, -1])])
 
   def loss(m):
     return safety.sft_loss(m(x)[:, -1], target)
 
+  @nnx.jit
+  def step(m, o):
+    value, grads = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, safety.DeltaParam))(m)
+    o.update(m, grads)
+    return value
+
   opt = nnx.Optimizer(model, optax.adam(5e-2), wrt=safety.DeltaParam)
-  step = nnx.jit(lambda m, o: o.update(m, nnx.grad(loss, argnums=nnx.DiffState(0, safety.DeltaParam))(m)))
-  first = float(loss(model))
-  for _ in range(15):
-    step(model, opt)
-  assert float(loss(model)) < first
+  losses = [float(step(model, opt)) for _ in range(12)]
+  assert losses[-1] < losses[0]
   folded = model.fold()
   assert type(folded) is TinyLM
   assert safety.count_params(folded) == safety.count_params(base)
-  delta_logits = nnx.jit(lambda m, x: m(x))(model, x)
-  np.testing.assert_allclose(folded(x), delta_logits, atol=1e-5, rtol=0)
-  assert float(jnp.max(jnp.abs(delta_logits - base(x)))) > 1e-3  # training changed the function
-  # only selected neurons' columns moved
-  for layer, p in zip(range(LAYERS), f.plan):
-    moved = np.flatnonzero(np.any(np.asarray(folded.layers[layer].mlp.gate.kernel[...]
-                                             != base.layers[layer].mlp.gate.kernel[...]), 0))
+  delta_logits = forward(model, x)
+  np.testing.assert_allclose(forward(folded, x), delta_logits, atol=1e-5, rtol=0)
+  assert float(jnp.max(jnp.abs(delta_logits - base_logits))) > 1e-3  # training changed the function
+  for l, p in enumerate(f.plan):  # only the selected neurons' columns moved
+    moved = np.flatnonzero(np.any(np.asarray(folded.layers[l].mlp.gate.kernel[...]
+                                             != base.layers[l].mlp.gate.kernel[...]), 0))
     assert set(moved.tolist()) <= set(p.neurons)
