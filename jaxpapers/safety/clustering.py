@@ -51,19 +51,18 @@ def cluster_neurons(profiles: np.ndarray, *, max_k: int = 10, min_split: int = 3
     return Clustering(np.zeros(0, int), 0, {})
   if n < min_split:
     return Clustering(np.zeros(n, int), 1, {})
-  ks = range(2, min(max_k, n - 1) + 1)
+  distinct = len(np.unique(profiles, axis=0))
+  if distinct < 2:  # identical profiles: nothing to separate
+    return Clustering(np.zeros(n, int), 1, {})
+  ks = range(2, min(max_k, n - 1, distinct) + 1)  # k-means cannot fill more clusters than points
   if not ks:
     return Clustering(np.arange(n), n, {})
   best, scores = None, {}
   for k in ks:
     labels = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit_predict(profiles)
-    if len(np.unique(labels)) < 2:  # identical profiles: silhouette undefined
-      continue
     scores[k] = float(silhouette_score(profiles, labels))
     if best is None or scores[k] > scores[best[0]]:
       best = (k, labels)
-  if best is None:
-    return Clustering(np.zeros(n, int), 1, scores)
   return Clustering(_relabel(best[1]), best[0], scores)
 
 
