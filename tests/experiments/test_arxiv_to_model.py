@@ -57,15 +57,21 @@ def test_presets_follow_the_spec():
   assert (PAPER.lr, PAPER.warmup_steps, PAPER.batch_size) == (2e-4, 500, 2048)
 
 
-def test_parameter_count_formula():
+@pytest.fixture(scope="module")
+def toy():
+  """A tiny decoder (built once: eager initialization compiles each shape's random draw)."""
+  cfg = ModelConfig(d_model=16, num_layers=2, num_heads=2, ffn=24, norm_eps=1e-6)
+  return cfg, model.build_model(cfg, 30, nnx.Rngs(1))
+
+
+def test_parameter_count_formula(toy):
   counts = model.param_count(PAPER.model, 102_400)
   assert counts["blocks"] == 24 * 50_597_888 == 1_214_349_312
   assert counts["total"] == 1_214_349_312 + 2048 + 419_430_400
   assert model.param_count(PAPER.model, 32_000)["total"] == 1_345_423_360  # the paper's ~1.36B
-  toy = ModelConfig(d_model=16, num_layers=2, num_heads=2, ffn=40)
-  built = model.build_model(toy, 50, nnx.Rngs(0))
+  cfg, built = toy
   assert sum(x.size for x in jax.tree.leaves(nnx.state(built, nnx.Param))) == \
-      model.param_count(toy, 50)["total"] == 2 * (4 * 256 + 3 * 16 * 40 + 32) + 16 + 2 * 50 * 16
+      model.param_count(cfg, 30)["total"] == 2 * (4 * 256 + 3 * 16 * 24 + 32) + 16 + 2 * 30 * 16
 
 
 def _rms(x, scale, eps):
@@ -80,9 +86,8 @@ def _rope(x, theta):
   return np.concatenate([x1 * np.cos(ang) - x2 * np.sin(ang), x2 * np.cos(ang) + x1 * np.sin(ang)], -1)
 
 
-def test_model_matches_a_numpy_llama_forward():
-  cfg = ModelConfig(d_model=16, num_layers=2, num_heads=2, ffn=24, norm_eps=1e-6)
-  m = model.build_model(cfg, 30, nnx.Rngs(1))
+def test_model_matches_a_numpy_llama_forward(toy):
+  _, m = toy
   tokens = np.array([[1, 5, 7, 2, 9, 3], [4, 4, 0, 29, 8, 1]])
   got = np.asarray(m(tokens))
   f = lambda v: np.asarray(v[...], np.float64)  # noqa: E731
