@@ -1,0 +1,1 @@
+"""Hardware co-design scaling laws via roofline modelling (arXiv 2602.10377): roofline, loss law, Pareto search."""
