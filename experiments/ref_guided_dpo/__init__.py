@@ -1,0 +1,1 @@
+"""References Improve LLM Alignment in Non-Verifiable Domains: reference-guided DPO (arXiv 2602.16802)."""
