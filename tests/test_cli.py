@@ -120,10 +120,12 @@ BAD_INPUT = [
     pytest.param(["reproduce", "modular_addition", "--preset", "smoke", "--out", "{w}", "lr=fast"],
                  ["lr=", "fast", "float"], id="reproduce-wrong-type-override"),
     pytest.param(["reproduce", "all", "--preset", "smoke", "--out", "{w}", "bogus.field=1"],
-                 ["experiment crispedit", "unknown config field 'bogus.field'", "nothing was run"],
+                 ["the overrides do not fit experiment", "unknown config field 'bogus.field'",
+                  "nothing was run"],
                  id="reproduce-all-unknown-field"),
     pytest.param(["reproduce", "all", "--preset", "smoke", "--out", "{w}", "train.seed=1"],
-                 ["experiment crispedit", "train.seed"], id="reproduce-all-field-unknown-to-some"),
+                 ["the overrides do not fit experiment", "train.seed"],
+                 id="reproduce-all-field-unknown-to-some"),
 ]
 
 

@@ -82,10 +82,13 @@ def test_a_users_own_experiments_folder_does_not_collide(own_package, tmp_path):
     (user / "__init__.py").write_text('MARKER = "the user\'s experiments"\n')
   (user / "games" / "run.py").write_text('raise RuntimeError("jaxpapers imported the user\'s games")\n')
 
+  before = set(registry.experiment_names())
   listing = _run(["-m", "jaxpapers.cli", "list"], cwd=tmp_path, timeout=300)
   assert listing.returncode == 0, listing.stderr
   assert "Traceback" not in listing.stderr
-  assert set(registry.experiment_names()) <= set(_listed(listing.stdout)), listing.stdout
+  # Both before and after the listing: a test on another worker may copy a folder meanwhile.
+  shipped = before & set(registry.experiment_names())
+  assert shipped <= set(_listed(listing.stdout)), listing.stdout
 
   script = ("import experiments, jaxpapers, os\n"  # a notebook in that folder: the user's package first
             "from jaxpapers.core import registry\n"

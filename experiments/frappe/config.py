@@ -134,7 +134,7 @@ SMOKE = FrappeConfig(
     model=RDTConfig(width=8, depth=2, num_heads=2, prefix=2, chunk=4, target_dim=24,
                     projector_hidden=16, frequency_dim=8),
     mipa=MiPAConfig(lora_rank=2, target_dim=8),
-    data=DataConfig(pretrain_demos=8, task_demos=4, action_free_demos=4, probe_demos=4,
+    data=DataConfig(pretrain_demos=4, task_demos=4, action_free_demos=4, probe_demos=4,
                     eval_episodes=64),
     replan=4, with_no_balance=False, checks=True, study=False,
     teacher=_train(10), pretrain=_train(10), finetune=_train(10, 1), mid=_train(10, 1, 10),
