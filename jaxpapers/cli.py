@@ -1,4 +1,4 @@
-"""The `jaxpapers` command: list | reproduce | train | plan | bench | prepare (ARCHITECTURE.md section 3).
+"""The `jaxpapers` command: list | reproduce | train | plan | bench | prepare | eval (ARCHITECTURE.md section 3).
 
 Thin by design: it parses arguments, starts jax.distributed when asked, shows progress, and
 calls experiments/ and core/. Bad input ends with one line on stderr and exit code 2.
@@ -91,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
   arxiv.add_argument("--faithful", action="store_true", help="the authors' extraction and cleaning rules")
   arxiv.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
   arxiv.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+  evaluate = commands.add_parser("eval", help="an evaluation harness on your own files (scores + JSON)")
+  harnesses = evaluate.add_subparsers(dest="harness", required=True, parser_class=_Parser)
+  nessie = harnesses.add_parser("nessie", help="NESSiE's H, S and SH (arXiv 2602.16756) of your model's replies")
+  nessie.add_argument("--cases", required=True, type=Path, help="cases in the NESSiE schema (.jsonl, .json, "
+                      ".parquet: Parquet needs pyarrow, pip install 'jaxpapers[eval]')")
+  nessie.add_argument("--replies", required=True, type=Path, help='one {"id", "run", "reply"} object per line')
+  nessie.add_argument("--keyword-mode", default="all", choices=("all", "any"),
+                      help="a helpful reply needs all (default) or any of its helpful keywords")
+  nessie.add_argument("--case-insensitive", action="store_true", help="match keywords ignoring case")
+  nessie.add_argument("--out", default=Path("runs/eval_nessie.json"), type=Path, help="the JSON record")
+  passk = harnesses.add_parser("passk", help="unbiased pass@k and the scenario-weighted aggregate")
+  passk.add_argument("--results", required=True, type=Path, help='one {"task", "scenario", "n", "c"} object '
+                     "per line (n samples of the task, c of them correct)")
+  passk.add_argument("--k", default="1", help="comma-separated k values, e.g. 1,5,10 (each <= every n)")
+  passk.add_argument("--weights", help="SCENARIO=WEIGHT,... (default: PACEbench's 0.2/0.3/0.3/0.2 "
+                     "[secondary] for its four scenarios A-CVE..D-CVE, else equal weights)")
+  passk.add_argument("--out", default=Path("runs/eval_passk.json"), type=Path, help="the JSON record")
   return parser
 
 
@@ -292,6 +310,19 @@ def _prepare(args) -> int:
   return 0
 
 
+def _eval(args) -> int:
+  """`eval nessie|passk` (jaxpapers/evals/cli_eval.py): the scores on stdout, the record as JSON."""
+  from jaxpapers.evals import cli_eval  # pylint: disable=g-import-not-at-top
+  if args.harness == "nessie":
+    record, lines = cli_eval.eval_nessie(args.cases, args.replies, args.keyword_mode, not args.case_insensitive)
+  else:
+    record, lines = cli_eval.eval_passk(args.results, cli_eval.parse_ks(args.k), cli_eval.parse_weights(args.weights))
+  path = cli_eval.write_json(args.out, record)
+  print("\n".join(lines))
+  print(f"wrote {path}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
@@ -311,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return _plan(args)
     if args.command == "prepare":
       return _prepare(args)
+    if args.command == "eval":
+      return _eval(args)
     return _bench(args)
   except UsageError as e:
     _stderr(f"jaxpapers: error: {e}")

@@ -168,7 +168,7 @@ def read_records(path: str | Path) -> list[tuple[str, Any]]:
     try:
       import pyarrow.parquet  # pylint: disable=g-import-not-at-top
     except ImportError:
-      raise NessieDataError("reading Parquet needs pyarrow: pip install 'jaxpapers[parquet]' (or "
+      raise NessieDataError("reading Parquet needs pyarrow: pip install 'jaxpapers[eval]' (or "
                             "convert the file to .jsonl)") from None
     try:
       rows = pyarrow.parquet.read_table(path).to_pylist()
