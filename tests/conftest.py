@@ -50,6 +50,7 @@ def smoke_report(tmp_path_factory):
 _SMOKE_CALL = re.compile(r"""smoke_report\(\s*["'](\w+)["']""")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
   """Groups tests for pytest-xdist's `--dist loadgroup` (README's command runs 2 workers).
 

@@ -245,10 +245,10 @@ def test_corrupt_checkpoint_is_refused_untouched(trained_base, tmp_path, damage)
 
 
 def test_corrupt_checkpoint_error_is_exactly_one_line(trained_base, tmp_path):
-  """Damaged array data: the refusal is one clean line every time (up to 8 tries)."""
+  """Damaged array data: the refusal is one clean line every time (3 tries)."""
   workdir = _copy_base(trained_base, tmp_path)
   _truncate_array_data(workdir / "checkpoints" / "200")
-  for _ in range(8):
+  for _ in range(3):
     _assert_usage_error(_jaxpapers(*_train_args(workdir), cwd=tmp_path), "corrupt")
 
 

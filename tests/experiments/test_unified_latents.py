@@ -152,6 +152,7 @@ def test_paper_architectures_have_the_papers_shapes():
   assert len(net.prior.body.blocks) == 8 and net.prior.body.pos.shape == (1024, 1024)
 
 
+@pytest.mark.slow  # eager construction and forward of three networks: ~40 s of dispatch
 def test_reduced_paper_architectures_run():
   """The ResNet / ViT / UViT networks at 32 x 32: 4x down-sampling, zero-initialised outputs."""
   small = ul_models.ULConfig(architecture="paper", image_shape=(32, 32, 3), latent_channels=4,
