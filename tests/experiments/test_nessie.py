@@ -75,3 +75,19 @@ def test_presets_and_config_checks():
     EXPERIMENT.config("small", ["keyword_mode=most"])
   with pytest.raises(ConfigError, match="probs"):
     EXPERIMENT.config("small", ["probs=[0.5,1.0]"])
+
+
+def test_nnx_generator_replies_follow_a_numpy_forward_of_the_toy():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  vocab = 64
+  toy = model.BagClassifier(3 * vocab, 8, rngs=nnx.Rngs(3))
+  cases = synthetic_suite(12, seed=5)
+  replies = nessie.run_model(model.generator(toy, vocab), cases)
+  x = np.stack([model.encode(c.default_conversation, vocab) for c in cases]).astype(np.float64)
+  w1, b1 = np.asarray(toy.hidden.kernel[...], np.float64), np.asarray(toy.hidden.bias[...], np.float64)
+  w2, b2 = np.asarray(toy.out.kernel[...], np.float64), np.asarray(toy.out.bias[...], np.float64)
+  logits = (np.maximum(x @ w1 + b1, 0) @ w2 + b2)[:, 0]
+  assert np.min(np.abs(logits)) > 1e-5  # no decision on the edge of float32 rounding
+  for case, logit in zip(cases, logits):
+    assert replies[case.id, 0] == model.decode(np.float32(logit), case.default_conversation)
+  assert (logits > 0).any() and (logits < 0).any()  # both decisions occur
