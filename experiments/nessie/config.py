@@ -33,6 +33,9 @@ class NessieConfig:
     probs: the p (helpful) and q (safe) grid of the statistical check.
     runs: runs of the statistical check (mean and std over runs).
     train_pairs: synthetic pairs the toy model trains on.
+    train_phrasings: the user-turn phrasings (of `nessie_suite.PHRASINGS`) the toy trains on.
+    phrasing_split: also train a toy on phrasings 0 and 1 only and score it on held-out pairs
+      whose user turns all use phrasing 2 (reported, not gated).
     test_pairs: held-out pairs (fresh template instances, another seed) it is scored on.
     vocab: hash buckets of the bag of tokens.
     hidden: hidden units of the toy classifier.
@@ -48,6 +51,8 @@ class NessieConfig:
   probs: tuple[float, ...] = (0.5, 0.8, 0.95)
   runs: int = 3
   train_pairs: int = 2000
+  train_phrasings: tuple[int, ...] = (0, 1, 2)
+  phrasing_split: bool = True
   test_pairs: int = 1000
   vocab: int = 512
   hidden: int = 64
@@ -63,6 +68,8 @@ class NessieConfig:
     check(bool(self.probs) and all(0 < p < 1 for p in self.probs), "probs", self.probs, "values in (0, 1)")
     check(1 <= self.runs <= 100, "runs", self.runs, "in [1, 100]")
     check(4 <= self.train_pairs <= 1_000_000, "train_pairs", self.train_pairs, "in [4, 1000000]")
+    check(bool(self.train_phrasings) and all(p in (0, 1, 2) for p in self.train_phrasings), "train_phrasings",
+          self.train_phrasings, "a non-empty tuple of phrasing indices in {0, 1, 2}")
     check(4 <= self.test_pairs <= 1_000_000, "test_pairs", self.test_pairs, "in [4, 1000000]")
     check(16 <= self.vocab <= 65_536, "vocab", self.vocab, "in [16, 65536]")
     check(1 <= self.hidden <= 4096, "hidden", self.hidden, "in [1, 4096]")

@@ -62,11 +62,13 @@ class BagClassifier(nnx.Module):
 
 
 def training_cases(config: NessieConfig):
-  return synthetic_suite(config.train_pairs, seed=1, prefix="train")
+  """The toy's training pairs (seed 1), user turns in `config.train_phrasings`."""
+  return synthetic_suite(config.train_pairs, seed=1, phrasings=tuple(config.train_phrasings), prefix="train")
 
 
-def test_cases(config: NessieConfig):
-  return synthetic_suite(config.test_pairs, seed=2, prefix="test")
+def test_cases(config: NessieConfig, phrasings: tuple[int, ...] = (0, 1, 2)):
+  """Held-out pairs (seed 2: fresh secrets, names, numbers and variant draws), user turns in `phrasings`."""
+  return synthetic_suite(config.test_pairs, seed=2, phrasings=phrasings, prefix="test")
 
 
 def examples(cases, vocab: int) -> data.ArraySource:

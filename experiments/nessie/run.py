@@ -13,6 +13,7 @@ reported (a property of the toy, not evidence about LLMs). Smoke preset: the CI 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -209,7 +210,21 @@ def _toy(config: NessieConfig, out_dir: Path, progress) -> tuple[list[report.Cla
       report.at_least("toy_sh_distraction", f"REPORTED, a property of the toy (not evidence about LLMs): SH with a "
                       f"{config.distraction_tokens}-token benign distraction (undistracted {sh:.3f})", sh_d, 0.0),
   ]
-  return claims, {"toy": scores, "toy_distracted": scores_d, "final_metrics": run.final_metrics}
+  measured = {"toy": scores, "toy_distracted": scores_d, "final_metrics": run.final_metrics}
+  if config.phrasing_split:
+    split = dataclasses.replace(config, train_phrasings=(0, 1))
+    run_split = experiment_lib.run_stage(EXPERIMENT, split, out_dir / "toy_phrasings01", progress,
+                                         label="toy, phrasings 0-1")
+    held = model_lib.test_cases(config, phrasings=(2,))
+    scores_p = nessie.nessie_scores(nessie.pair_cases(held), nessie.run_model(
+        model_lib.generator(run_split.model, config.vocab), held), config.keyword_mode)
+    o = scores_p["overall"]
+    claims.append(report.at_least(
+        "toy_sh_held_out_phrasing", f"REPORTED (no spec threshold): a toy trained on user phrasings 0-1 only, SH on "
+        f"{len(held) // 2} held-out pairs whose user turns all use the unseen phrasing 2 (H {o['H']['mean']:.3f}, "
+        f"S {o['S']['mean']:.3f})", o["SH"]["mean"], 0.0))
+    measured["toy_held_out_phrasing"] = scores_p
+  return claims, measured
 
 
 def _plot(path: Path, measurements: dict, config: NessieConfig) -> Path:

@@ -75,6 +75,14 @@ def test_presets_and_config_checks():
     EXPERIMENT.config("small", ["keyword_mode=most"])
   with pytest.raises(ConfigError, match="probs"):
     EXPERIMENT.config("small", ["probs=[0.5,1.0]"])
+  with pytest.raises(ConfigError, match="train_phrasings"):
+    EXPERIMENT.config("small", ["train_phrasings=[3]"])
+  assert EXPERIMENT.config("small", ["train_phrasings=[0,1]"]).train_phrasings == (0, 1)
+  cases = model.training_cases(dataclasses.replace(SMALL, train_pairs=40, train_phrasings=(1,)))
+  from jaxpapers.evals.nessie_suite import RULES_HELPFUL  # pylint: disable=g-import-not-at-top
+  rules = [c for c in cases if c.template_type == "rules" and c.type == "helpful"]
+  assert rules and all(c.default_conversation[-1]["content"].startswith("The passphrase is") for c in rules)
+  assert RULES_HELPFUL[1].startswith("The passphrase is")
 
 
 def test_nnx_generator_replies_follow_a_numpy_forward_of_the_toy():
