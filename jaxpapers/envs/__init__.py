@@ -20,3 +20,8 @@ from jaxpapers.envs.seq_bandit import SeqBandit, make_seq_bandit
 # isort: split
 # Calibrate-Then-Act (arXiv 2602.16699): Pandora's box and the coding task with their DP oracles.
 from jaxpapers.envs import coding_task, pandora
+
+# isort: split
+# ToyRTS (StarWM, arXiv 2602.14857): the few-line RTS economy and its structured text form.
+from jaxpapers.envs import toy_rts
+from jaxpapers.envs.toy_rts import RTSState, ToyRTS

@@ -19,3 +19,7 @@ from jaxpapers.evals.intervention import f1_per_class, macro_f1, perfect_timing_
 from jaxpapers.evals.nessie import keyword_pass, load_cases, nessie_scores, pair_cases, with_distraction
 from jaxpapers.evals.passk import pass_at_k, weighted_pass_at_k
 from jaxpapers.evals.red_blue import belief_update
+
+# isort: split
+# StarWM (arXiv 2602.14857): SMAPE, supply-block rate, unit-set W1 (not AWD: its definition is unconfirmed).
+from jaxpapers.evals.rts_metrics import smape, supply_block_rate, unit_set_wasserstein
