@@ -1,6 +1,6 @@
 """StarWM's world model on ToyRTS: data, the vmapped MLP ensemble, its Task, and the policies.
 
-The world model of StarWM (arXiv 2602.14857, Sec. 3) predicts the structured observation 5 s
+The world model of StarWM (arXiv 2602.14857) predicts the structured observation 5 s
 ahead from the observation and an action sequence; ours predicts the ToyRTS state `horizon`
 ticks ahead from the state and the action taken now, the base policy acting after it (the spec's
 toy). It is an MLP 9 -> hidden -> hidden -> 6 on the standardized state and the one-hot action,

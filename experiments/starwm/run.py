@@ -1,13 +1,13 @@
-"""Reproduction of StarWM (Zhang et al., "World Models for Policy Refinement in StarCraft II",
+"""Reproduction of StarWM ("World Models for Policy Refinement in StarCraft II",
 arXiv 2602.14857) on the toy RTS economy of the spec (agents_and_evals.md section 6).
 
 Claims (small preset; experiments/starwm/README.md), each a mean over `seeds` world models and
 their evaluation episodes:
-  * C1 (Sec. 6, lower supply block rate): refining the reactive base policy with the learned
+  * C1 (the online result: lower supply block rate): refining the reactive base policy with the learned
     world model (`jaxpapers.worldmodel.predict_then_refine`) at most halves its supply-block
     rate and ends with >= 5 more workers;
   * C2: the block rate does not increase as world-model quality improves (lower minerals SMAPE,
-    Sec. 5's Economy metric), over the same run's snapshots;
+    the offline Economy metric), over the same run's snapshots;
   * C3: refining with the true simulator blocks no more than with the learned world model;
   * the spec's CI list (ToyRTS transitions, `smape`, `unit_set_wasserstein`, the text round trip)
     on every preset, and in the smoke preset a 300-step world model refining 100-tick episodes

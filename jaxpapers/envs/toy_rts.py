@@ -1,10 +1,10 @@
 """ToyRTS: a few-line RTS economy (minerals, workers, supply) and its structured text form.
 
-The stand-in for StarCraft II in our CPU-scale check of StarWM (Zhang et al., "World Models for
+The stand-in for StarCraft II in our CPU-scale check of StarWM ("World Models for
 Policy Refinement in StarCraft II", arXiv 2602.14857): the spec's economy
 (shared/papers/agents_and_evals.md section 6, "Proposal for the library"), pure-functional and
 `jax.vmap`-able, and a serializer/parser in the spirit of the paper's five-module structured
-textual observation (Sec. 3: Info, Queue, My Units, My Structures, Visible Hostiles); only Info
+textual observation (its five modules: Info, Queue, My Units, My Structures, Visible Hostiles); only Info
 and Queue carry state in this toy.
 
 One tick of `ToyRTS.step(state, action)`, in this order [ours: the spec fixes the numbers, not

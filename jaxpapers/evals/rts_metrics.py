@@ -1,10 +1,10 @@
-"""StarWM's offline and online RTS metrics (Zhang et al., arXiv 2602.14857, Sec. 5).
+"""StarWM's offline and online RTS metrics (arXiv 2602.14857; section numbers unchecked).
 
 * `smape`: symmetric mean absolute percentage error of predicted resources (the paper's Economy
   metric). Library convention [ours; the paper's scaling is not confirmed]:
   SMAPE = (1/n) sum_i |yhat_i - y_i| / ((|yhat_i| + |y_i|) / 2), with 0/0 := 0, in [0, 2].
 * `supply_block_rate`: the share of ticks whose production is supply-blocked (an online
-  metric of StarWM-Agent, Sec. 6).
+  metric of StarWM-Agent).
 * `unit_set_wasserstein`: the Euclidean W1 distance between two unit layouts (point sets), exact
   through the assignment helper `jaxpapers.evals.assignment`. The paper's macro-situation metric
   is AWD; its exact weighting and normalization were not retrieved, so this is named differently

@@ -1,6 +1,6 @@
 """Predict-then-refine: a policy that consults a world model before it acts (StarWM).
 
-StarWM-Agent's Generate-Simulate-Refine loop (Zhang et al., arXiv 2602.14857, Sec. 4): the
+StarWM-Agent's Generate-Simulate-Refine loop (arXiv 2602.14857, the StarWM-Agent method): the
 policy proposes an action, the world model predicts the observation a horizon ahead (StarWM:
 5 s), and the policy revises its action given that prediction. As a function:
 
