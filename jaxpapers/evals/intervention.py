@@ -105,3 +105,27 @@ def perfect_timing_score(preds: Sequence, labels: Sequence, alpha: float = 1.0, 
       scores.append(max(0.0, float(p[t_e]) - alpha * float(penalty)))
       previous = t_e
   return float(np.mean(scores)) if scores else 0.0
+
+
+def intervention_scores(labels: Sequence, preds: Sequence, alphas: Sequence[float] = (0.1, 0.5, 1.0)
+                        ) -> dict[str, float]:
+  """Every metric of the paper's table for one predictor (arXiv 2602.17588, "Evaluation metrics").
+
+  The harness a real evaluation calls with its model's per-step decisions: the same numbers for a
+  fine-tuned LM's "intervene / continue" outputs as for a toy predictor's.
+
+  Args:
+    labels: one 0/1 array of ground-truth interventions per trajectory.
+    preds: one 0/1 array of predictions per trajectory (same lengths).
+    alphas: PTS penalty weights.
+
+  Returns:
+    {"accuracy", "f1_continue", "f1_intervene", "macro_f1", "pts@ALPHA" for each alpha (`f"pts@{a:g}"`)};
+    the PTS entries are the PROVISIONAL reconstruction (`perfect_timing_score`).
+  """
+  f1 = f1_per_class(labels, preds)
+  out = {"accuracy": step_accuracy(labels, preds), "f1_continue": f1[0], "f1_intervene": f1[1],
+         "macro_f1": 0.5 * (f1[0] + f1[1])}
+  for a in alphas:
+    out[f"pts@{a:g}"] = perfect_timing_score(preds, labels, a)
+  return out
