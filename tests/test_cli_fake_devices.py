@@ -53,6 +53,7 @@ def test_modular_addition_smoke_on_two_fake_devices(tmp_path):
   assert summary["final_metrics"]["test_accuracy"] >= 0.9
 
 
+@pytest.mark.slow  # ~45 s; the sharded trinity step is checked in-process by tests/experiments/test_trinity.py
 def test_trinity_smoke_on_eight_fake_devices(tmp_path):
   """README's sharding demo (data 2 x fsdp 2 x expert 2 = 8 devices) finishes its 20 steps."""
   workdir = tmp_path / "w"

@@ -24,7 +24,7 @@ from jaxpapers.core.errors import UsageError
 from jaxpapers.core.testing import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "modular_addition"
+SOURCE = "games"  # the cheapest smoke run (no training)
 
 
 def _run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:

@@ -179,6 +179,7 @@ def _kill_once_committed(workdir: Path, stage: str, at_least: int) -> int:
   return max(_committed_steps(workdir / stage))
 
 
+@pytest.mark.slow  # ~100 s: two staged trainings; single-stage resume is in the default run
 def test_staged_run_killed_mid_student_ends_as_an_uninterrupted_one(tmp_path):
   """`train sparge_attention2 --stage student` trains the teacher, then the student in W/student;
   SIGKILL mid-student, then the same command: the teacher is restored (not retrained), the

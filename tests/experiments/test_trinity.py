@@ -27,8 +27,9 @@ def one_device():
   return _run(["mesh.data=1"])
 
 
-@pytest.mark.parametrize("mesh", [("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"),
-                                  ("mesh.fsdp=2", "mesh.expert=2", "mesh.tensor=2")])
+@pytest.mark.parametrize("mesh", [
+    pytest.param(("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"), marks=pytest.mark.slow),
+    ("mesh.fsdp=2", "mesh.expert=2", "mesh.tensor=2")])  # the second also shards the experts
 def test_sharded_step_equals_one_device_and_smebu_sees_global_loads(one_device, mesh):
   one, one_result = one_device
   sharded, sharded_result = _run(list(mesh))
