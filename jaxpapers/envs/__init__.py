@@ -25,3 +25,9 @@ from jaxpapers.envs import coding_task, pandora
 # ToyRTS (StarWM, arXiv 2602.14857): the few-line RTS economy and its structured text form.
 from jaxpapers.envs import toy_rts
 from jaxpapers.envs.toy_rts import RTSState, ToyRTS
+
+# isort: split
+# ToyUI (Computer-Using World Model, arXiv 2602.17365): widget flags with dependencies, a
+# deterministic screen, goals and the logged expert click.
+from jaxpapers.envs import toy_ui
+from jaxpapers.envs.toy_ui import ToyUI

@@ -23,3 +23,7 @@ from jaxpapers.evals.red_blue import belief_update
 # isort: split
 # StarWM (arXiv 2602.14857): SMAPE, supply-block rate, unit-set W1 (not AWD: its definition is unconfirmed).
 from jaxpapers.evals.rts_metrics import smape, supply_block_rate, unit_set_wasserstein
+
+# isort: split
+# Computer-Using World Model (arXiv 2602.17365): coverage-conditioned accuracy beside raw accuracy.
+from jaxpapers.evals.coverage import coverage_accuracy, gap_recovered
