@@ -34,12 +34,6 @@ from .config import PAPER, PRESETS, ArxivToModelConfig
 PAPER_BLOCKS = 1_214_349_312  # 24 blocks of the released config (d 2,048, FFN 5,504)
 
 
-def _reported(id: str, statement: str, measured, paper_value=None) -> report.Claim:
-  """A figure the protocol reports without gating on it."""
-  measured = measured if isinstance(measured, str) else float(measured)
-  return report.Claim(id, statement, paper_value, measured, "reported, not gated", True)
-
-
 def _skipped(id: str, statement: str, reason: str) -> report.Claim:
   """A claim that could not be measured here: reported as skipped, never as passed."""
   return report.Claim(id, statement, None, f"skipped: {reason}", "measured on real TeX files", False)
@@ -167,10 +161,10 @@ def claims_of(config: ArxivToModelConfig, preset: str, m: dict) -> list[report.C
                      0),
       report.at_most("A_validation_split", f"|validation documents - written // {config.validation_every}| "
                      f"({s['validation']} of {s['written']})", abs(s["validation"] - s["validation_expected"]), 0),
-      _reported("A_synth_yield", "synthetic yield written / records; share lost per stage: " + ", ".join(
+      report.reported("A_synth_yield", "synthetic yield written / records; share lost per stage: " + ", ".join(
           f"{k} {v:.3f}" for k, v in s["losses"].items() if v and k != "yield"), s["losses"]["yield"],
           paper_value="up to ~30% yield loss (2nd-hand summary)"),
-      _reported("A_faithful_rules", f"the authors' rules (faithful, substring) on the same corpus: yield "
+      report.reported("A_faithful_rules", f"the authors' rules (faithful, substring) on the same corpus: yield "
                 f"{s['faithful']['yield']:.3f}; outputs with the commented-out \\input read "
                 f"{s['faithful']['obsolete_read']}, with \\footnote debris {s['faithful']['footnote_debris']}, "
                 f"breaking the invariants", s["faithful"]["violations"]),
@@ -190,7 +184,7 @@ def claims_of(config: ArxivToModelConfig, preset: str, m: dict) -> list[report.C
                          f"{r['found']['ignored']} other files)", st["failed"], 0),
           report.at_most("A_real_invariants", f"{statement}: written documents breaking the invariants "
                          f"({st['written']} written; kinds {r['violation_kinds']})", r["violations"], 0),
-          _reported("A_real_yield", f"{statement}: yield written / documents; share lost per stage: {losses}",
+          report.reported("A_real_yield", f"{statement}: yield written / documents; share lost per stage: {losses}",
                     r["losses"]["yield"], paper_value="up to ~30% yield loss (2nd-hand summary)"),
       ]
   pt, bl = t["paper"], t["bytelevel"]
@@ -201,10 +195,10 @@ def claims_of(config: ArxivToModelConfig, preset: str, m: dict) -> list[report.C
       report.at_most("B_seeded_commands_one_token", f"paper tokenizer: occurrences of seeded commands "
                      f"({', '.join(tok_lib.SEEDED_COMMANDS)}) that are not one token ({pt['seeded']} seen)",
                      pt["seeded_bad"], 0),
-      _reported("B_tokens_per_document", f"tokens per validation document: paper {pt['tokens_per_document']:.1f} "
+      report.reported("B_tokens_per_document", f"tokens per validation document: paper {pt['tokens_per_document']:.1f} "
                 f"(vocab {pt['vocab']}), byte-level {bl['tokens_per_document']:.1f} (vocab {bl['vocab']}); ratio "
                 "paper / byte-level", pt["tokens_per_document"] / bl["tokens_per_document"]),
-      _reported("B_fragmentation", f"mean tokens per LaTeX command ({pt['commands']} occurrences): paper "
+      report.reported("B_fragmentation", f"mean tokens per LaTeX command ({pt['commands']} occurrences): paper "
                 f"{pt['fragmentation']:.3f}, byte-level {bl['fragmentation']:.3f}; byte-level numbers not one token "
                 f"per digit: {bl['numbers_bad']} of {bl['numbers']} (value: the paper tokenizer's)",
                 pt["fragmentation"]),

@@ -27,12 +27,6 @@ from . import checks, data, model, study
 from .config import PRESETS, DDiTConfig
 
 
-def _reported(id: str, statement: str, measured, paper_value=None) -> report.Claim:
-  """A figure the protocol reports without gating on it."""
-  measured = measured if isinstance(measured, str) else float(measured)
-  return report.Claim(id, statement, paper_value, measured, "reported, not gated", True)
-
-
 def held_out_distillation(config: DDiTConfig, graphdef, states: list, n: int = 64) -> list[float]:
   """The distillation loss (mean over the coarse sizes) on a fixed held-out batch, per state."""
   x0 = jnp.asarray(data.real_images(config, n, start=10 * config.sampling.real)[0])
@@ -82,34 +76,34 @@ def study_claims(config: DDiTConfig, preset: str, result: dict) -> list[report.C
       claims.append(report.at_most("ddit_fd_gap_closed", fd_statement + ", gated: the gap "
                                    "exceeds 3 x its spread", closed, 0.25))
     else:
-      claims.append(_reported("ddit_fd_gap_closed", fd_statement + ": the gap does not exceed 3 x "
+      claims.append(report.reported("ddit_fd_gap_closed", fd_statement + ": the gap does not exceed 3 x "
                               "its spread, so it is not separable at this size (not gated)",
                               closed))
   else:
-    claims += [_reported("ddit_flop_ratio", flops, ratio), _reported("ddit_psnr_vs_static_late", psnr, gain),
-               _reported("flop_ratio_decreases_with_tau", mono, drops),
-               _reported("ddit_fd_gap_closed", fd_statement, closed)]
+    claims += [report.reported("ddit_flop_ratio", flops, ratio), report.reported("ddit_psnr_vs_static_late", psnr, gain),
+               report.reported("flop_ratio_decreases_with_tau", mono, drops),
+               report.reported("ddit_fd_gap_closed", fd_statement, closed)]
   sh = result["schedule"]
-  claims.append(_reported("coarse_fraction_first_vs_second_half", "DDiT coarse fraction, eligible "
+  claims.append(report.reported("coarse_fraction_first_vs_second_half", "DDiT coarse fraction, eligible "
                           "steps of the first half minus the second half (spec: > 0)",
                           sh["coarse_fraction_first_half"] - sh["coarse_fraction_second_half"]))
   if "coarse_steps_textured" in sh:
     counts = (sh["coarse_steps_untextured"], sh["coarse_steps_textured"])
-    claims.append(_reported(
+    claims.append(report.reported(
         "coarse_steps_untextured_minus_textured", "DDiT coarse steps per sample, untextured minus "
         "textured samples (texture: high-pass energy of the base sample; spec: > 0)",
         counts[0] - counts[1] if np.all(np.isfinite(counts)) else
         f"one class is empty ({sh['textured_fraction_generated']:.2f} of the samples textured)"))
   claims += [
-      _reported("wall_clock_ddit_over_base", "sampling wall time, DDiT / base schedule (CPU, "
+      report.reported("wall_clock_ddit_over_base", "sampling wall time, DDiT / base schedule (CPU, "
                 "compiled, machine shared)", m["ddit"]["seconds"] / m["base"]["seconds"]),
   ]
   if "teacache" in m:
     claims += [
-        _reported("teacache_flop_ratio", f"counted FLOP ratio, TeaCache alone (ell = "
+        report.reported("teacache_flop_ratio", f"counted FLOP ratio, TeaCache alone (ell = "
                   f"{s.teacache:g}; PSNR vs base {m['teacache']['psnr_vs_base']:.2f} dB)",
                   m["teacache"]["flop_ratio"], paper_value="1 / 2.0 (FLUX, wall clock)"),
-        _reported("ddit_teacache_flop_ratio", f"counted FLOP ratio, DDiT + TeaCache (ell = "
+        report.reported("ddit_teacache_flop_ratio", f"counted FLOP ratio, DDiT + TeaCache (ell = "
                   f"{s.teacache_with_ddit:g}; PSNR vs base "
                   f"{m['ddit_teacache']['psnr_vs_base']:.2f} dB)",
                   m["ddit_teacache"]["flop_ratio"], paper_value="1 / 3.52 (FLUX, wall clock)"),

@@ -25,11 +25,6 @@ from .config import PRESETS, VARIANTS, MRPOConfig
 LABELS = {"plain": "plain GRPO", "filter": "filter only (DAPO-style)", "mrpo": "MRPO-style buffer"}
 
 
-def _reported(id: str, statement: str, measured) -> report.Claim:
-  measured = measured if isinstance(measured, str) else float(measured)
-  return report.Claim(id, statement, None, measured, "reported, not gated", True)
-
-
 def run_all(config: MRPOConfig, progress) -> dict:
   """Every variant on every seed; plain GRPO on to the rollout budget."""
   plain_updates = max(config.updates, math.ceil(config.budget_rollouts / (config.group * config.groups_per_update)))
@@ -74,14 +69,14 @@ def claims_of(config: MRPOConfig, preset: str, out: dict) -> list[report.Claim]:
              f"{at_u['plain']:.3f}; filter only {at_u['filter']:.3f})")
   claims += ([report.at_least("M1_collapsed_plain", c_plain, collapsed["plain"], 0.8),
               report.at_least("M2_success_equal_updates", s_ratio, ratio, 2.0)] if gated
-             else [_reported("M1_collapsed_plain", c_plain, collapsed["plain"]),
-                   _reported("M2_success_equal_updates", s_ratio, ratio)])
+             else [report.reported("M1_collapsed_plain", c_plain, collapsed["plain"]),
+                   report.reported("M2_success_equal_updates", s_ratio, ratio)])
   for v in VARIANTS:
-    claims.append(_reported(f"M3_rollouts_{v}", f"{LABELS[v]}: rollouts consumed by {u} updates (success "
+    claims.append(report.reported(f"M3_rollouts_{v}", f"{LABELS[v]}: rollouts consumed by {u} updates (success "
                             f"{at_u[v]:.3f}); at the {budget:,}-rollout budget: success {at_b[v]:.3f} after "
                             f"{upd_b[v]:.0f} updates", used[v]))
   ahead = at_b["plain"] > at_b["mrpo"]
-  claims.append(_reported("M3_equal_rollout_budget", f"plain GRPO minus MRPO-buffer success at an equal "
+  claims.append(report.reported("M3_equal_rollout_budget", f"plain GRPO minus MRPO-buffer success at an equal "
                           f"budget of {budget:,} rollouts ({at_b['plain']:.3f} vs {at_b['mrpo']:.3f}): the "
                           f"spec's finding (plain ahead at equal rollouts) {'holds' if ahead else 'does not hold'}",
                           at_b["plain"] - at_b["mrpo"]))

@@ -28,12 +28,6 @@ from . import model as model_lib
 from .config import PRESETS, NestConfig
 
 
-def _reported(id: str, statement: str, measured, paper_value=None) -> report.Claim:
-  """A figure the protocol reports without gating on it."""
-  measured = measured if isinstance(measured, str) else float(measured)
-  return report.Claim(id, statement, paper_value, measured, "reported, not gated", True)
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalSets:
   """One seed's held-out prompts: jailbreaks at every alpha, benign, benign + template."""
@@ -176,10 +170,10 @@ def claims_of(config: NestConfig, preset: str, seeds: list[dict]) -> list[report
                      f"(folded model: a plain {seeds[0]['nest']['folded_class']} with "
                      f"{seeds[0]['nest']['folded_params']} parameters)", fold, 1e-5),
   ]
-  claims.append(_reported("nest_asr_strongest", "NeST's ASR at the strongest alpha tried "
+  claims.append(report.reported("nest_asr_strongest", "NeST's ASR at the strongest alpha tried "
                           f"({min(config.alphas):g}), mean over seeds",
                           np.mean([s["nest"]["asr_strongest"] for s in seeds])))
-  claims.append(_reported("neurons_selected", "selected neurons per layer, per seed: " + "; ".join(
+  claims.append(report.reported("neurons_selected", "selected neurons per layer, per seed: " + "; ".join(
       f"{s['neurons_per_layer']} in {s['clusters_per_layer']} clusters" for s in seeds),
       np.mean([sum(s["neurons_per_layer"]) for s in seeds])))
   names = [n for n, _ in runs_of(config)][1:]
@@ -191,7 +185,7 @@ def claims_of(config: NestConfig, preset: str, seeds: list[dict]) -> list[report
                f"benign {np.mean([r['cosine_benign'] for r in rows]):.3f}; the toy has no incoherent output, so a "
                "rerouted prompt lands on some class and only REFUSE counts as safe")
     asrs = ", ".join(f"{r['asr']:.3f}" for r in rows)
-    claims.append(_reported(f"{name}_asr", f"{name}: jailbreak ASR, mean over seeds (per seed {asrs}; benign drop "
+    claims.append(report.reported(f"{name}_asr", f"{name}: jailbreak ASR, mean over seeds (per seed {asrs}; benign drop "
                             f"{np.mean([r['benign_drop_points'] for r in rows]):.2f} / template "
                             f"{np.mean([r['template_drop_points'] for r in rows]):.2f} points; "
                             f"{rows[0]['trainable']} trainable){extra}", np.mean([r["asr"] for r in rows])))

@@ -60,10 +60,6 @@ def _mean(runs: list[dict], get) -> float:
   return float(np.mean([get(r) for r in runs]))
 
 
-def _reported(id: str, statement: str, measured) -> report.Claim:
-  return report.Claim(id, statement, None, float(measured), "reported, not gated", True)
-
-
 def claims_of(config: RefDPOConfig, preset: str, runs: list[dict]) -> list[report.Claim]:
   n = len(runs)
   acc_ref = _mean(runs, lambda r: r["judge_accuracy"]["reference"])
@@ -85,12 +81,12 @@ def claims_of(config: RefDPOConfig, preset: str, runs: list[dict]) -> list[repor
   claims = []
   for id, statement, measured, bound, paper in items:
     claims.append(report.at_least(id, statement, measured, bound, paper_value=paper) if gated
-                  else _reported(id, statement, measured))
+                  else report.reported(id, statement, measured))
   gap = final["oracle"] - final["reference"]
   c4 = f"oracle-label DPO minus reference-guided DPO true quality ({final['oracle']:.3f}; {at})"
-  claims.append(report.at_most("C4_within_oracle", c4, gap, 0.06) if gated else _reported("C4_within_oracle", c4, gap))
+  claims.append(report.at_most("C4_within_oracle", c4, gap, 0.06) if gated else report.reported("C4_within_oracle", c4, gap))
   for k in LABELS:
-    claims.append(_reported(f"label_accuracy_{k}", f"share of round-1 pairs whose chosen is truly better "
+    claims.append(report.reported(f"label_accuracy_{k}", f"share of round-1 pairs whose chosen is truly better "
                             f"than its rejected ({k} judge, aggregated over {config.k * (config.k - 1)} "
                             "ordered comparisons)", _mean(runs, lambda r, k=k: r["label_accuracy"][k][0])))
   return claims

@@ -30,12 +30,6 @@ from .config import PRESETS, TactAlignConfig
 METHODS = ("B0_identity", "tactalign", "B1_random_rf", "B2_regression", "B3_oracle_rf")
 
 
-def _reported(id: str, statement: str, measured, paper_value=None) -> report.Claim:
-  """A figure the protocol reports without gating on it."""
-  measured = measured if isinstance(measured, str) else float(measured)
-  return report.Claim(id, statement, paper_value, measured, "reported, not gated", True)
-
-
 def evaluate(config: TactAlignConfig, lat: model.Latents, mapped: dict[str, np.ndarray]) -> dict:
   """EMD to held-out robot latents, force L1 and contact agreement of robot-trained probes."""
   d = data_lib.datasets(config.data)
@@ -84,16 +78,16 @@ def claims_of(config: TactAlignConfig, preset: str, m: dict, pairs_info: dict) -
                              paper_value="near R->R (Fig. 10)"),
               report.at_least("T4_contact_agreement", t4, ta["contact_agreement"], 0.90)]
   else:
-    claims = [_reported("T1_emd_reduction", t1, reduction(ta)),
-              _reported("T2_force_vs_identity", t2a, ratios[0]),
-              _reported("T3_force_vs_robot", t3, ratios[2]),
-              _reported("T4_contact_agreement", t4, ta["contact_agreement"])]
+    claims = [report.reported("T1_emd_reduction", t1, reduction(ta)),
+              report.reported("T2_force_vs_identity", t2a, ratios[0]),
+              report.reported("T3_force_vs_robot", t3, ratios[2]),
+              report.reported("T4_contact_agreement", t4, ta["contact_agreement"])]
     if config.baselines:
-      claims.insert(2, _reported("T2_force_vs_random_rf", t2b, ratios[1]))
+      claims.insert(2, report.reported("T2_force_vs_random_rf", t2b, ratios[1]))
   if config.baselines:
     claims += _baseline_claims(m, reduction)
   claims.append(
-      _reported("pseudo_pairs", f"pseudo-pairs kept (both directions; {pairs_info['dropped']} dropped "
+      report.reported("pseudo_pairs", f"pseudo-pairs kept (both directions; {pairs_info['dropped']} dropped "
                 f"by the contact filter; true-contact agreement of kept pairs "
                 f"{pairs_info['true_contact_agreement']:.3f}, force L1 between partners "
                 f"{pairs_info['partner_force_l1']:.3f})", pairs_info["kept"]))
@@ -104,16 +98,16 @@ def _baseline_claims(m: dict, reduction) -> list[report.Claim]:
   b0, b1, b2, b3, rr = (m[k] for k in ("B0_identity", "B1_random_rf", "B2_regression", "B3_oracle_rf",
                                        "robot_to_robot"))
   return [
-      _reported("B1_emd_reduction", "B1 random-pair RF: EMD reduction vs identity (spec: comparable to "
+      report.reported("B1_emd_reduction", "B1 random-pair RF: EMD reduction vs identity (spec: comparable to "
                 "TactAlign's, while failing T2)", reduction(b1)),
-      _reported("B1_force_vs_identity", "B1: G->R force L1 / identity's", b1["force_l1"] / b0["force_l1"]),
-      _reported("B2_emd_reduction", "B2 pseudo-pair regression: EMD reduction vs identity (spec: fails "
+      report.reported("B1_force_vs_identity", "B1: G->R force L1 / identity's", b1["force_l1"] / b0["force_l1"]),
+      report.reported("B2_emd_reduction", "B2 pseudo-pair regression: EMD reduction vs identity (spec: fails "
                 f"T1, regression shrinks variance: latent std {b2['latent_std']:.3f} vs robot "
                 f"{m['robot_latent_std']:.3f})", reduction(b2)),
-      _reported("B2_force_vs_robot", "B2: G->R force L1 / R->R", b2["force_l1"] / rr["force_l1"]),
-      _reported("B3_emd_reduction", "B3 oracle-pair RF: EMD reduction vs identity (upper bound)", reduction(b3)),
-      _reported("B3_force_vs_robot", "B3: G->R force L1 / R->R (upper bound)", b3["force_l1"] / rr["force_l1"]),
-      _reported("robot_floor_emd_reduction", "robot vs robot: EMD of held-out robot latents to as many "
+      report.reported("B2_force_vs_robot", "B2: G->R force L1 / R->R", b2["force_l1"] / rr["force_l1"]),
+      report.reported("B3_emd_reduction", "B3 oracle-pair RF: EMD reduction vs identity (upper bound)", reduction(b3)),
+      report.reported("B3_force_vs_robot", "B3: G->R force L1 / R->R (upper bound)", b3["force_l1"] / rr["force_l1"]),
+      report.reported("robot_floor_emd_reduction", "robot vs robot: EMD of held-out robot latents to as many "
                 "robot alignment-set latents, as a reduction vs identity (the sampling floor)",
                 reduction(m["robot_floor"])),
   ]

@@ -37,6 +37,11 @@ def _num(x: Any) -> Any:
   return float(x) if isinstance(x, (int, float)) or hasattr(x, "dtype") else x
 
 
+def reported(id: str, statement: str, measured: Any, paper_value=None) -> Claim:
+  """A figure the protocol reports without gating on it (never fails the report)."""
+  return Claim(id, statement, paper_value, _num(measured), "reported, not gated", True)
+
+
 def at_least(id: str, statement: str, measured: float, bound: float, paper_value=None) -> Claim:
   return Claim(id, statement, paper_value, _num(measured), f">= {bound:g}", bool(measured >= bound))
 
