@@ -1,4 +1,4 @@
-"""Config and presets of the StarWM experiment (Zhang et al., arXiv 2602.14857).
+"""Config and presets of the StarWM experiment (arXiv 2602.14857).
 
 The protocol is the spec's CPU-scale one (shared/papers/agents_and_evals.md section 6, "Small-scale
 verification"; experiments/starwm/README.md): `jaxpapers.envs.toy_rts.ToyRTS`, a reactive base
@@ -54,7 +54,7 @@ class StarWMConfig:
   horizon: int = 5
   hidden: int = 128
   learning_rate: float = 1e-3
-  batch_size: int = 256
+  batch_size: int = 64
   quality_steps: tuple[int, ...] = (200, 1000)
   margin: float = 0.5
   eval_episodes: int = 16
@@ -85,7 +85,6 @@ class StarWMConfig:
 SMALL = StarWMConfig()
 SMOKE = dataclasses.replace(
     SMALL, transitions=4000, heldout=1000, episode_ticks=100, quality_steps=(), eval_episodes=4,
-    batch_size=64,
     train=dataclasses.replace(SMALL.train, steps=300, eval_every=0, log_every=100))
 PAPER = dataclasses.replace(
     SMALL, transitions=450_000, heldout=20_000, quality_steps=(200, 1000, 3000), eval_episodes=64,

@@ -130,7 +130,8 @@ def ci_claims(config: StarWMConfig) -> list[report.Claim]:
 
 
 def _train(config: StarWMConfig, steps: int, out_dir: Path, progress):
-  cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+  cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps),
+                            quality_steps=tuple(s for s in config.quality_steps if s < steps))
   return experiment_lib.run_stage(EXPERIMENT, cfg, out_dir / f"wm_{steps}", progress,
                                   label=f"world models ({config.seeds} seeds), {steps} steps")
 
