@@ -60,16 +60,26 @@ def pandora_tasks(config: CTAConfig, key: jax.Array, shape: tuple[int, ...]) -> 
 
 # ---- rollouts of a policy: actions, observations, masks ----
 
+def _gumbel(key: jax.Array, turns: int, batch: int, actions: int, greedy: bool) -> jax.Array:
+  """Gumbel noise of every turn in one draw [turns, batch, actions] (zeros when greedy):
+  argmax(logits + noise) samples the policy as `jax.random.categorical` does, with one
+  threefry program for the whole rollout instead of one per turn (CPU compile time)."""
+  if greedy:
+    return jnp.zeros((turns, batch, actions))
+  return jax.random.gumbel(key, (turns, batch, actions))
+
+
 def pandora_rollout(model, config: CTAConfig, tasks: pandora.Tasks, key: jax.Array,
                     with_prior: bool, greedy: bool = False):
   """(final states, observations [B, T, d], actions [B, T] (-1 once done), live mask [B, T],
   behaviour log-probs [B, T]) of `model` on a batch of tasks."""
   state = jax.vmap(pandora.reset)(tasks)
   observations, actions, masks, logps = [], [], [], []
-  for k in jax.random.split(key, config.n_boxes):
+  noise = _gumbel(key, config.n_boxes, tasks.truth.shape[0], 2 * config.n_boxes, greedy)
+  for turn in range(config.n_boxes):
     obs = jax.vmap(functools.partial(pandora.observe, with_prior=with_prior))(state)
     logits = jax.lax.stop_gradient(model(obs))
-    action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k, logits)
+    action = jnp.argmax(logits + noise[turn], -1)
     live = ~state.done
     observations.append(obs)
     actions.append(jnp.where(live, action, -1))
@@ -87,10 +97,11 @@ def coding_rollout(model, tasks: coding_task.Tasks, key: jax.Array, with_prior: 
   observations, actions, masks, logps = [], [], [], []
   observe = functools.partial(coding_task.observe, with_prior=with_prior, max_turns=max_turns)
   step = functools.partial(coding_task.step, arities=ARITIES, max_turns=max_turns)
-  for k in jax.random.split(key, max_turns):
+  noise = _gumbel(key, max_turns, tasks.rho.shape[0], len(ARITIES) + 1, greedy)
+  for turn in range(max_turns):
     obs = jax.vmap(observe)(tasks, state)
     logits = jax.lax.stop_gradient(model(obs))
-    action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k, logits)
+    action = jnp.argmax(logits + noise[turn], -1)
     live = ~state.done & (state.turns < max_turns)
     observations.append(obs)
     actions.append(jnp.where(live, action, -1))
@@ -115,14 +126,10 @@ def _pg_loss(model, config: CTAConfig, observations, actions, masks, logps, retu
   return total / config.ppo_epochs, metrics
 
 
-def _episode_keys(config: CTAConfig, rng: jax.Array) -> jax.Array:
-  return jax.random.split(rng, config.batch_episodes)
-
-
 def pandora_loss(config: CTAConfig, with_prior: bool, model, batch, rng):  # pylint: disable=unused-argument
   """Policy-gradient loss on a fresh batch of `batch_episodes` Pandora episodes."""
   task_key, act_key = jax.random.split(rng)
-  tasks = jax.vmap(lambda k: pandora_tasks(config, k, ()))(_episode_keys(config, task_key))
+  tasks = pandora_tasks(config, task_key, (config.batch_episodes,))
   final, obs, actions, masks, logps = pandora_rollout(model, config, tasks, act_key, with_prior)
   loss, metrics = _pg_loss(model, config, obs, actions, masks, logps, final.reward)
   return loss, {"reward": final.reward.mean(), **metrics}
@@ -131,7 +138,7 @@ def pandora_loss(config: CTAConfig, with_prior: bool, model, batch, rng):  # pyl
 def coding_loss(config: CTAConfig, with_prior: bool, model, batch, rng):  # pylint: disable=unused-argument
   """Policy-gradient loss on a fresh batch of coding episodes."""
   task_key, act_key = jax.random.split(rng)
-  tasks = jax.vmap(lambda k: coding_task.sample_csv(k, ()))(_episode_keys(config, task_key))
+  tasks = coding_task.sample_csv(task_key, (config.batch_episodes,))
   if not with_prior:
     tasks = blind_coding(tasks)
   final, obs, actions, masks, logps = coding_rollout(model, tasks, act_key, with_prior)

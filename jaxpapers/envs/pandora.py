@@ -34,6 +34,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers.envs import sampling
 
 GAMMAS = tuple(i / 10 for i in range(11))  # the authors' discount choices
 TIE_TOLERANCE = 1e-6  # verify only when it beats guessing by more (ties guess, robust to float noise)
@@ -102,6 +105,10 @@ def sample(key: jax.Array, shape: tuple[int, ...] = (), n_boxes: int = 3, alpha:
            gammas: tuple[float, ...] = GAMMAS, round_decimals: int | None = 2) -> Tasks:
   """Tasks of the paper's generator: Dirichlet(alpha) prior, prize from the raw prior.
 
+  The Dirichlet draw is `jaxpapers.envs.sampling.dirichlet` (Marsaglia-Tsang Gamma draws: the
+  distribution of `jax.random.dirichlet`, which took seconds to compile on CPU), and the prize
+  box and the discount come from one uniform draw (inverse CDF), for the same reason.
+
   Args:
     key: PRNG key.
     shape: batch shape of the tasks.
@@ -110,11 +117,14 @@ def sample(key: jax.Array, shape: tuple[int, ...] = (), n_boxes: int = 3, alpha:
     gammas: the discounts, drawn uniformly.
     round_decimals: decimals of the shown prior (None: shown = raw).
   """
-  k_prior, k_truth, k_gamma = jax.random.split(key, 3)
-  raw = jax.random.dirichlet(k_prior, jnp.full((n_boxes,), alpha), shape)
+  k_prior, k_rest = jax.random.split(key)
+  raw = sampling.dirichlet(k_prior, np.full((n_boxes,), alpha), shape)
   shown = raw if round_decimals is None else round_priors(raw, round_decimals)
-  truth = jax.random.categorical(k_truth, jnp.log(raw)).astype(jnp.int32)
-  pick = jax.nn.one_hot(jax.random.randint(k_gamma, shape, 0, len(gammas)), len(gammas))
+  u = jax.random.uniform(k_rest, tuple(shape) + (2,))  # one draw for the truth and the discount
+  # inverse CDF: P(truth = i) = raw_i
+  truth = jnp.sum(u[..., :1] >= jnp.cumsum(raw, -1)[..., :-1], -1).astype(jnp.int32)
+  index = jnp.minimum(jnp.floor(u[..., 1] * len(gammas)), len(gammas) - 1).astype(jnp.int32)
+  pick = jax.nn.one_hot(index, len(gammas))
   gamma = (pick * jnp.asarray(gammas, jnp.float32)).sum(-1)  # no gather: batch-sharding friendly
   return Tasks(shown, raw, truth, gamma)
 
