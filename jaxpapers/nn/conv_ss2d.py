@@ -185,6 +185,9 @@ class ConvSS2D(nnx.Module):
     self.proj = nnx.Linear(hidden + inputs, hidden, kernel_init=torch_default, rngs=rngs)
     self.ss2d = SS2D(config, rngs=rngs)
 
+  def update(self, h: jax.Array, *xs: jax.Array) -> jax.Array:
+    """The residual update `tanh(SS2D(Linear([h ; x])))` alone (`__call__` adds it to h)."""
+    return jnp.tanh(self.ss2d(self.proj(jnp.concatenate([h, *xs], axis=-1))))
+
   def __call__(self, h: jax.Array, *xs: jax.Array) -> jax.Array:
-    hx = self.proj(jnp.concatenate([h, *xs], axis=-1))
-    return h + jnp.tanh(self.ss2d(hx))
+    return h + self.update(h, *xs)

@@ -82,7 +82,7 @@ def numpy_conv_ss2d(module: ConvSS2D, h: np.ndarray, x: np.ndarray, mode: str) -
   return h[0] + np.tanh(y.reshape(H, W, C))
 
 
-def _module(mode: str, scan: str = "associative") -> ConvSS2D:
+def _module(mode: str, scan: str = "sequential") -> ConvSS2D:
   module = ConvSS2D(C, 3, SS2DConfig(C, d_state=N, dt_rank=1, mode=mode, scan=scan),
                     rngs=nnx.Rngs(0))
   m = module.ss2d
@@ -101,16 +101,18 @@ def inputs():
   return jax.random.normal(kh, (1, H, W, C)), jax.random.normal(kx, (1, H, W, 3))
 
 
-@pytest.mark.parametrize("mode", MODES)
+# cross2d (four distinct orders) and unidi; bidi differs only in cross_scan, tested above.
+@pytest.mark.parametrize("mode", ["cross2d", "unidi"])
 def test_conv_ss2d_matches_a_float64_numpy_loop(mode, inputs):
   h, x = inputs
   module = _module(mode)
-  got = np.asarray(module(h, x))[0]
+  got = np.asarray(nnx.jit(lambda m, h, x: m(h, x))(module, h, x))[0]
   want = numpy_conv_ss2d(module, np.asarray(h, np.float64), np.asarray(x, np.float64), mode)
   assert np.abs(want - np.asarray(h)[0]).max() > 1e-2  # the update is not negligible
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow  # three compiles of the block's gradients, one through the Pallas interpreter
 def test_the_three_scan_paths_give_the_same_block_output_and_gradients(inputs):
   h, x = inputs
   results = {}

@@ -111,16 +111,16 @@ def _count(config: RAFTStereoConfig, part: str | None = None) -> int:
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
-@pytest.mark.parametrize("updater,upsample,levels", [("gru", "bilinear", 1), ("ss2d", "convex", 1),
-                                                     ("gru", "bilinear", 3)])
+# The ConvSS2D loop trains in the experiment's smoke run; here the ConvGRU with three levels.
+@pytest.mark.parametrize("updater,upsample,levels", [("gru", "convex", 3)])
 def test_the_loop_returns_one_full_resolution_prediction_per_iteration(updater, upsample, levels):
   cfg = dataclasses.replace(TINY, updater=updater, upsample=upsample, hidden_levels=levels)
   model = RAFTStereo(cfg, rngs=nnx.Rngs(0))
   rng = np.random.default_rng(2)
   left, right = (jnp.asarray(rng.random((2, 16, 24, 1), np.float32)) for _ in range(2))
-  preds = np.asarray(nnx.jit(lambda m, a, b: m(a, b, 3))(model, left, right))
-  assert preds.shape == (3, 2, 16, 24) and np.isfinite(preds).all()
-  assert np.abs(preds[2] - preds[1]).max() > 0  # each iteration updates the disparity
+  preds = np.asarray(nnx.jit(lambda m, a, b: m(a, b, 2))(model, left, right))
+  assert preds.shape == (2, 2, 16, 24) and np.isfinite(preds).all()
+  assert np.abs(preds[1] - preds[0]).max() > 0  # each iteration updates the disparity
   if levels == 3:  # input widths: finest motion + level 1; level 1 pooled 0 + level 2; level 2
     h = cfg.hidden
     gru = lambda cin: 3 * (9 * (h + cin) * h + h)
