@@ -28,11 +28,12 @@ from jaxpapers.roofline import arch as arch_lib
 from jaxpapers.roofline import calibrate, latency, loss_law
 from jaxpapers.roofline.devices import Device
 
-from . import checks, codesign
+from . import checks, codesign, law_study
 from .config import PRESETS, CalibrationConfig, HwCodesignConfig
 from .model import arch_of, entropy_floor, make_task
 
 PAPER_ID = "2602.10377"
+STUDY_MIN_ROWS = 12  # the law study (leave-one-out, other laws) needs a real sweep
 
 
 # ---------------------------------------------------------------- roofline claims
@@ -131,7 +132,9 @@ def run_sweep(config: HwCodesignConfig, out_dir: Path, progress) -> list[dict]:
                  "n_active": float(counts.non_embedding_active),
                  "params_with_embedding": float(counts.total),
                  "loss": float(run.final_metrics["test_loss"]),
-                 "train_ce": float(run.final_metrics["train_ce"]), "seconds": seconds})
+                 "train_ce": float(run.final_metrics["train_ce"]), "seconds": seconds,
+                 "loss_by_step": {str(h["step"]): float(h["test_loss"]) for h in run.history
+                                  if h.get("kind") == "eval" and "test_loss" in h}})
   return rows
 
 
@@ -296,23 +299,27 @@ def reproduce(config: HwCodesignConfig, preset: str, out_dir: Path, progress):
   ci, ci_data = ci_claims(config)
   claims += ci
   measurements = {"roofline": fig, "ci": ci_data}
+  if config.run_calibration:  # before the sweep: its timings do not wait on the training
+    cal = calibration(config.calibration)
+    measurements["calibration"] = cal
+    claims.append(calibration_claim(cal, config.calibration))
   rows, law, res = [], None, None
   if config.run_sweep:
     rows = run_sweep(config, out_dir, progress)
     measurements["sweep"] = rows
+    (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")  # kept if a fit fails
     measurements["entropy_floor"] = entropy_floor(config.data)
     if len(rows) >= 2 * len(loss_law.LAWS[config.sweep.law].params):
       fitted, law = fit_law(config, rows)
       measurements["law"] = law
+      if len(rows) >= STUDY_MIN_ROWS:
+        s = config.sweep
+        measurements["law_study"] = law_study.study(rows, s.holdout, s.holdout_seed, s.huber_delta)
       res = codesign.analyse(config.codesign, fitted)
       measurements["codesign"] = res
     claims += sweep_claims(config, rows, law)
     if res is not None:
       claims += codesign_claims(res)
-  if config.run_calibration:
-    cal = calibration(config.calibration)
-    measurements["calibration"] = cal
-    claims.append(calibration_claim(cal, config.calibration))
   (out_dir / "measurements.json").write_text(json.dumps(_jsonable(measurements), indent=2) + "\n")
   return claims, [_plot(out_dir / "hw_codesign.png", res, rows, law)]
 

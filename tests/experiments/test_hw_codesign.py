@@ -32,14 +32,18 @@ def test_smoke_report_covers_the_ci_checks(smoke_report):
   assert (run.folder / "hw_codesign.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_small_sweep_is_the_specs_grid():
+def test_small_sweep_is_the_specs_grid_cut_to_16():
   models = SMALL.sweep.models(SMALL.model)
-  assert len(models) == 24
+  assert len(models) == 16  # the 16-24 runs, at the low end to fit ~4 minutes
   dense = [m for m in models if m.num_experts == 1]
   assert {(m.d_model, m.num_layers) for m in dense} == {(d, l) for d in (32, 48, 64, 96)
-                                                         for l in (1, 2, 3, 4)}
-  assert {(m.num_experts, m.top_k) for m in models if m.num_experts > 1} == {(4, 1), (4, 2),
-                                                                             (8, 1), (8, 2)}
+                                                         for l in (1, 2, 4)}
+  assert {(m.d_model, m.num_experts, m.top_k) for m in models if m.num_experts > 1} == {
+      (32, 4, 1), (32, 8, 1), (64, 4, 1), (64, 8, 1)}
+  # one epoch of distinct windows: 400 steps x 16 windows x 64 tokens = 409,600 tokens per run
+  assert SMALL.train.steps * SMALL.batch_size == SMALL.data.train_sequences == 6400
+  assert SMALL.train.steps % SMALL.train.steps_per_dispatch == 0
+  assert SMALL.train.eval_every % SMALL.train.steps_per_dispatch == 0  # one compiled chunk
 
 
 @pytest.mark.parametrize("experts,top_k", [(1, 1), (8, 2)])
@@ -73,3 +77,53 @@ def test_entropy_floor_is_below_the_uniform_loss():
   train, held = model_lib.sources(SMOKE.data)
   assert len(train) == SMOKE.data.train_sequences and len(held) == SMOKE.data.eval_sequences
   assert not np.array_equal(train.tokens[:len(held)], held.tokens)
+
+
+def _rows(loss):
+  shapes = [(32, 1, 1, 1), (32, 2, 1, 1), (48, 2, 1, 1), (64, 2, 1, 1), (32, 2, 4, 1), (64, 2, 8, 2)]
+  out = []
+  for (d, l, e, k), y in zip(shapes, loss):
+    active = l * (4 * d * d + 3 * d * (4 * d if e == 1 else k * d))
+    total = l * (4 * d * d + 3 * d * (4 * d if e == 1 else e * d))
+    out.append({"tag": f"d{d}_l{l}_e{e}", "d": d, "l": l, "E": e, "K": k, "n_active": float(active),
+                "n_total": float(total), "loss": y})
+  return out
+
+
+def test_law_study_moe_vs_dense_and_bounds():
+  from jaxpapers.experiments.hw_codesign import law_study
+  from jaxpapers.roofline import loss_law
+  rows = _rows([4.0, 3.5, 3.2, 3.0, 3.6, 2.9])
+  diff = {r["tag"]: r for r in law_study.moe_vs_dense(rows)}
+  assert set(diff) == {"d32_l2_e4", "d64_l2_e8"}
+  assert diff["d32_l2_e4"]["minus_dense"] == pytest.approx(0.1)
+  assert diff["d64_l2_e8"]["minus_dense"] == pytest.approx(-0.1)
+  # d 32: dense FFN 3 d 4d vs 1 of 4 experts 3 d d: active (4 + 3) / (4 + 12), total (4 + 12) / 16
+  assert diff["d32_l2_e4"]["n_active_over_dense"] == pytest.approx(7 / 16)
+  assert diff["d32_l2_e4"]["n_total_over_dense"] == pytest.approx(1.0)
+  law = loss_law.REDUCED
+  theta = np.array([law.lower[0], 1.0, law.upper[2], 1.0, 0.5])
+  fit = loss_law.Fit(law, theta, 0.0, 1.0)
+  assert law_study.at_bounds(fit) == ["E", "a"]
+
+
+def test_law_study_leave_one_out_against_a_manual_loop():
+  from sklearn.metrics import r2_score
+
+  from jaxpapers.experiments.hw_codesign import law_study
+  from jaxpapers.roofline import loss_law
+  law = loss_law.power_law(("d",), (64.0,))
+  d = np.array([32.0, 48, 64, 96, 128, 192])
+  clean = 1.1 + 0.9 * (d / 64) ** -0.7
+  rows = _rows(list(clean))
+  for r, dd in zip(rows, d):
+    r["d"] = dd
+  x = law_study.inputs(rows)
+  assert law_study.leave_one_out_r2(law, x, clean, 1e-2) == pytest.approx(1.0, abs=1e-6)
+  noisy = clean * (1 + 0.02 * np.random.default_rng(0).standard_normal(d.size))
+  pred = []
+  for i in range(d.size):
+    keep = np.arange(d.size) != i
+    fit = loss_law.fit(law, {k: v[keep] for k, v in x.items()}, noisy[keep])
+    pred.append(fit.predict({k: v[i:i + 1] for k, v in x.items()})[0])
+  assert law_study.leave_one_out_r2(law, x, noisy, 1e-2) == pytest.approx(r2_score(noisy, pred))
