@@ -44,6 +44,11 @@ def settings_of(config: CUWMConfig) -> GRPOSettings:
                       band=(config.band_low, config.band_high), penalty=config.length_penalty)
 
 
+def _final_loss(run) -> float | None:
+  loss = run.final_metrics.get("train_loss")
+  return None if loss is None else float(loss)
+
+
 def train_models(config: CUWMConfig, progress, n: int) -> dict:
   """Both stages of the two-stage model and the direct model, trained on `n` transitions."""
   cfg = dataclasses.replace(config, train_transitions=n)
@@ -51,11 +56,10 @@ def train_models(config: CUWMConfig, progress, n: int) -> dict:
   delta = experiment_lib.run_stage(EXPERIMENT, cfg, None, progress, stage="delta", label=f"delta head ({tag})")
   renderer = experiment_lib.run_stage(EXPERIMENT, cfg, None, progress, stage="renderer",
                                       inputs={"delta": delta.state}, label=f"renderer ({tag})")
-  out = {"two_stage": renderer.model, "losses": {"delta": delta.final_metrics.get("loss"),
-                                                 "renderer": renderer.final_metrics.get("loss")}}
+  out = {"two_stage": renderer.model, "losses": {"delta": _final_loss(delta), "renderer": _final_loss(renderer)}}
   if config.caveat_transitions:
     direct = experiment_lib.run_stage(EXPERIMENT, cfg, None, progress, stage="direct", label=f"direct ({tag})")
-    out["direct"], out["losses"]["direct"] = direct.model, direct.final_metrics.get("loss")
+    out["direct"], out["losses"]["direct"] = direct.model, _final_loss(direct)
   return out
 
 

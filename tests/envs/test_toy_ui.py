@@ -98,24 +98,32 @@ def test_distance_separates_states_and_the_expert_is_the_unique_best_click(table
     d = np.asarray(UI.distance(jnp.asarray(states), jnp.asarray(goal)))
     assert len(set(d.round(9))) == len(states)  # never two states at the same distance
     np.testing.assert_array_equal(np.floor(d), (states != goal).sum(-1))  # Hamming + tie-break < 1
-  for s, g in zip(states[rng.integers(0, 20, 30)], states[rng.integers(0, 20, 30)]):
-    s, g = jnp.asarray(s), jnp.asarray(g)
-    a = int(UI.expert_action(s, g))
-    nexts = [np.asarray(UI.step(s, b)) for b in range(16)]
-    d = [float(UI.distance(n, g)) for n in nexts]
-    assert d[a] == min(d) and a == int(np.argmin(d))
-    if not np.array_equal(s, g):
-      assert d[a] < float(UI.distance(s, g))  # some click always helps
+  pairs = rng.integers(0, len(states), (30, 2))
+  s, g = jnp.asarray(states[pairs[:, 0]]), jnp.asarray(states[pairs[:, 1]])
+  expert = np.asarray(jax.jit(jax.vmap(UI.expert_action))(s, g))
+  d = np.asarray(jax.jit(jax.vmap(lambda f, goal: UI.distance(UI.all_next(f), goal)))(s, g))  # [30, 16]
+  np.testing.assert_array_equal(expert, d.argmin(-1))
+  assert np.all(d[np.arange(30), expert] == d.min(-1))
+  now = np.asarray(UI.distance(s, g))
+  differs = np.any(states[pairs[:, 0]] != states[pairs[:, 1]], -1)
+  assert np.all(d.min(-1)[differs] < now[differs])  # some click always helps
 
 
 def test_goals_are_consistent_and_differ_and_everything_vmaps():
-  keys = jax.random.split(jax.random.key(0), 64)
-  flags = jax.vmap(UI.sample_state)(keys)
-  goals = jax.vmap(UI.sample_goal)(jax.random.split(jax.random.key(1), 64), flags)
-  assert np.all(np.any(np.asarray(goals) != np.asarray(flags), -1))
-  np.testing.assert_array_equal(np.asarray(UI.consistent(goals)), np.asarray(goals))
-  batched = np.asarray(jax.vmap(UI.expert_action)(flags, goals))
-  assert [int(UI.expert_action(f, g)) for f, g in zip(flags[:4], goals[:4])] == batched[:4].tolist()
+  @jax.jit
+  def draw(key):
+    k1, k2 = jax.random.split(key)
+    flags = jax.vmap(UI.sample_state)(jax.random.split(k1, 64))
+    goals = jax.vmap(UI.sample_goal)(jax.random.split(k2, 64), flags)
+    return flags, goals, jax.vmap(UI.expert_action)(flags, goals), UI.consistent(goals)
+
+  flags, goals, expert, projected = (np.asarray(x) for x in draw(jax.random.key(0)))
+  assert np.all(np.any(goals != flags, -1))
+  np.testing.assert_array_equal(projected, goals)
+  w = UI.weights()
+  for f, g, a in zip(flags[:8], goals[:8], expert[:8]):  # the expert against the Python rules
+    d = [float(((np.array(_ref_step(UI, f, b)) != g) * w).sum()) for b in range(UI.num_actions)]
+    assert a == int(np.argmin(d))
   one = ToyUI.default(1)  # a single widget: the only other state is its opposite
   np.testing.assert_array_equal(one.sample_goal(jax.random.key(3), jnp.array([True])), [False])
 
