@@ -244,5 +244,5 @@ EXPERIMENT = experiment_lib.Experiment(
     reproduce=reproduce,
     stages=(experiment_lib.Stage("pandora", policy.make_pandora_task),
             experiment_lib.Stage("coding", policy.make_coding_task, train_field="coding_train")),
-    status="in progress",
+    status="reproduced",
 )
