@@ -40,9 +40,18 @@ def gate_claims(config: FrappeConfig) -> list[report.Claim]:
   ]
 
 
-def identity_claim(config: FrappeConfig, mid_state, frames: dict) -> report.Claim:
+def _fresh(config: FrappeConfig, fresh_state) -> rp.MiPAPolicy:
+  """`model.mipa_model(config, None, nnx.Rngs(0))`, its values from `fresh_state` when given
+  (the state of one such model, so that the checks build it once)."""
+  if fresh_state is None:
+    return model.mipa_model(config, None, nnx.Rngs(0))
+  return model.restored(lambda: model.mipa_model(config, None, nnx.Rngs(0)), fresh_state)
+
+
+def identity_claim(config: FrappeConfig, mid_state, frames: dict,
+                   fresh_state=None) -> report.Claim:
   """At the start of post-training (B = 0, equal prefixes) MiPA = the mid model, any router."""
-  exact = model.mipa_model(config, None, nnx.Rngs(0))
+  exact = _fresh(config, fresh_state)
   exact.mipa = rp.MiPAConfig(**{**config.mipa.__dict__, "prefix_noise": 0.0})
   exact.from_base(jax.tree.map(jnp.asarray, mid_state))
   exact.router2.bias[...] = jnp.arange(config.mipa.experts, dtype=jnp.float32) * 3.0
@@ -57,9 +66,10 @@ def identity_claim(config: FrappeConfig, mid_state, frames: dict) -> report.Clai
                 jnp.abs(ours - ref).max(), 1e-5)
 
 
-def gradient_claims(config: FrappeConfig, mid_state, arrays: dict) -> list[report.Claim]:
+def gradient_claims(config: FrappeConfig, mid_state, arrays: dict,
+                    fresh_state=None) -> list[report.Claim]:
   """Stop-gradient on the targets; frozen backbone; action-free samples drop L_action."""
-  m = model.mipa_model(config, mid_state, nnx.Rngs(0))
+  m = _fresh(config, fresh_state).from_base(jax.tree.map(jnp.asarray, mid_state))
   b = _batch(arrays)
   loss_fn = model.mipa_loss(config)
   rng = jax.random.key(3)

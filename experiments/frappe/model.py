@@ -141,10 +141,18 @@ def make_teacher_task(config: FrappeConfig, mesh, inputs=None) -> Task:  # pylin
                                            "target": target}, config.teacher.seed, mesh.size))
 
 
+def restored(build, state) -> nnx.Module:
+  """The module `build()` would make, every variable set from the full `state` (no random init:
+  the structure is traced with `nnx.eval_shape`, so nothing is computed or compiled)."""
+  model = nnx.eval_shape(build)
+  nnx.update(model, jax.tree.map(jnp.asarray, state))
+  return model
+
+
 def s_targets(config: FrappeConfig, teacher_state, frames: dict) -> np.ndarray:
   """S's embedding of each frame's future image."""
-  model = data.ConvEncoder(config.model.target_dim, rngs=nnx.Rngs(0))
-  nnx.update(model, jax.tree.map(jnp.asarray, teacher_state))
+  model = restored(lambda: data.ConvEncoder(config.model.target_dim, rngs=nnx.Rngs(0)),
+                   teacher_state)
   return np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(frames["future_images"])))
 
 

@@ -14,8 +14,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxpapers.core import experiment as experiment_lib
@@ -32,13 +30,11 @@ def _reported(id: str, statement: str, measured, paper_value=None) -> report.Cla
 
 
 def _policy(config: FrappeConfig, state):
-  return model._policy(config, state, nnx.Rngs(0))  # pylint: disable=protected-access
+  return model.restored(lambda: model._policy(config, None, nnx.Rngs(0)), state)  # pylint: disable=protected-access
 
 
 def _mipa(config: FrappeConfig, state):
-  m = model.mipa_model(config, None, nnx.Rngs(0))
-  nnx.update(m, jax.tree.map(jnp.asarray, state))
-  return m
+  return model.restored(lambda: model.mipa_model(config, None, nnx.Rngs(0)), state)
 
 
 def _plot(path: Path, runs: dict, success: dict) -> Path:
@@ -78,9 +74,10 @@ def reproduce(config: FrappeConfig, preset: str, out_dir: Path, progress):
   claims = []
   if config.checks:
     claims += checks.gate_claims(config)
-    claims.append(checks.identity_claim(config, mid.state, ds.task))
+    fresh = nnx.state(model.mipa_model(config, None, nnx.Rngs(0)))  # built once, for both
+    claims.append(checks.identity_claim(config, mid.state, ds.task, fresh))
     claims += checks.gradient_claims(config, mid.state, model.post_arrays(
-        dataclasses.replace(config, action_free=True)))
+        dataclasses.replace(config, action_free=True)), fresh)
     mid_batch = {**{k: ds.task[k] for k in ("images", "proprio", "actions", "has_action")},
                  "s_target": model.s_targets(config, teacher.state, ds.task)}
     claims.append(checks.loss_decrease_claim(
