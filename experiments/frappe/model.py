@@ -153,7 +153,13 @@ def s_targets(config: FrappeConfig, teacher_state, frames: dict) -> np.ndarray:
   """S's embedding of each frame's future image."""
   model = restored(lambda: data.ConvEncoder(config.model.target_dim, rngs=nnx.Rngs(0)),
                    teacher_state)
-  return np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(frames["future_images"])))
+  return np.asarray(_encode(model, jnp.asarray(frames["future_images"])))
+
+
+@nnx.jit
+def _encode(model: data.ConvEncoder, images: jax.Array) -> jax.Array:
+  """S's forward, one compile per shape shared by the mid stage and the checks."""
+  return model(images)
 
 
 def make_pretrain_task(config: FrappeConfig, mesh, inputs=None) -> Task:  # pylint: disable=unused-argument
