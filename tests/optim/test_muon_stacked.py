@@ -6,9 +6,13 @@ matrix separately, send stacked vectors (`[L, d]` norm scales, `[L, H]` decay bi
 never a stacked matrix to Adam by its rank. References: optax.contrib.muon on the separate
 matrices, the labels of the unscanned model, and one Muon step on the unscanned AFMoE LM.
 K-FAC factors are per layer: stacked leaves and paths into a stack are refused.
+
+Speed: each model is built once (cached builders; the Muon test trains clones) and the optax
+reference step is one module-level compiled function.
 """
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -37,6 +41,9 @@ def _step(tx, grads):
   return tx.update(grads, tx.init(params), params)[0]
 
 
+_muon_reference = jax.jit(lambda g: _step(optax.contrib.muon(LR, ns_coeffs="dion"), g))
+
+
 @pytest.mark.parametrize("adam_nesterov", [None, False], ids=["optax_split", "partition"])
 def test_stacked_matrices_are_orthogonalized_per_layer_and_expert(adam_nesterov):
   grads = {"scanned": {"q": _normal(0, L, D, H), "experts": _normal(1, L, E, D, F),
@@ -46,7 +53,7 @@ def test_stacked_matrices_are_orthogonalized_per_layer_and_expert(adam_nesterov)
   # Reference: optax.contrib.muon (every 2-D leaf on Muon, the rest Adam) on separate leaves.
   separate = {f"q{l}": grads["scanned"]["q"][l] for l in range(L)}
   separate |= {f"e{l}{e}": grads["scanned"]["experts"][l, e] for l in range(L) for e in range(E)}
-  ref = jax.jit(lambda g: _step(optax.contrib.muon(LR, ns_coeffs="dion"), g))(separate)
+  ref = _muon_reference(separate)
   np.testing.assert_allclose(ours["q"], np.stack([ref[f"q{l}"] for l in range(L)]), atol=1e-6)
   experts = np.stack([np.stack([ref[f"e{l}{e}"] for e in range(E)]) for l in range(L)])
   np.testing.assert_allclose(ours["experts"], experts, atol=1e-6)
@@ -68,6 +75,25 @@ TINY = AfmoeConfig(vocab_size=32, d_model=16, num_layers=7, num_dense_layers=1, 
 SCANNED = dataclasses.replace(TINY, scan_layers=True)
 
 
+# The Muon steps need only stacked groups: 4 MoE layers, all scanned as 2 [local, global] groups
+# (TINY's dense prefix and tail are plain layers in both models and would only add compile time).
+STEP_TINY = dataclasses.replace(TINY, num_layers=4, num_dense_layers=0)
+STEP_SCANNED = dataclasses.replace(STEP_TINY, scan_layers=True)
+
+
+def _abstract(config: AfmoeConfig) -> AfmoeLM:
+  """`AfmoeLM(config)` built abstractly (`nnx.eval_shape`: shapes, names, no values)."""
+  return nnx.eval_shape(lambda: AfmoeLM(config, rngs=nnx.Rngs(1)))
+
+
+@functools.cache
+def _two_mamba(scan_layers: bool) -> nnx.Module:
+  """The tiny 2Mamba LM, built abstractly once (`nnx.eval_shape`: shapes and names, no values)."""
+  mixer = MixerConfig(kind="2mamba", num_heads=2, head_dim=4, conv_size=2, decay_bias=True)
+  return nnx.eval_shape(lambda: mixer_lm(32, 8, 2, mixer, 2, scan_layers=scan_layers,
+                                         rngs=nnx.Rngs(0)))
+
+
 def _labels_of(model):
   """Labels of the optimizer's view at init (Variables with names) and at update (arrays)."""
   params = nnx.state(model, nnx.Param)
@@ -78,8 +104,8 @@ def _labels_of(model):
 
 
 def test_scanned_afmoe_labels_match_the_unscanned_layers():
-  unscanned = _labels_of(AfmoeLM(TINY, rngs=nnx.Rngs(0)))
-  scanned = _labels_of(AfmoeLM(SCANNED, rngs=nnx.Rngs(0)))
+  # Labels depend on shapes and names only: abstract models.
+  unscanned, scanned = _labels_of(_abstract(TINY)), _labels_of(_abstract(SCANNED))
   start, _ = SCANNED.scan_plan()
   for j in range(SCANNED.global_every):  # group position j holds layers start + 2g + j
     assert scanned["groups"]["scanned"]["layers"][j] == unscanned["layers"][start + j]
@@ -91,10 +117,7 @@ def test_scanned_afmoe_labels_match_the_unscanned_layers():
 
 
 def test_scanned_two_mamba_lm_sends_stacked_vectors_to_adam():
-  mixer = MixerConfig(kind="2mamba", num_heads=2, head_dim=4, conv_size=2, decay_bias=True)
-  build = lambda scan_layers: mixer_lm(32, 8, 2, mixer, 2, scan_layers=scan_layers,
-                                       rngs=nnx.Rngs(0))
-  unscanned, scanned = _labels_of(build(False)), _labels_of(build(True))
+  unscanned, scanned = _labels_of(_two_mamba(False)), _labels_of(_two_mamba(True))
   assert scanned["layers"]["scanned"] == unscanned["layers"][0]
   mixer_labels = scanned["layers"]["scanned"]["mixer"]
   assert mixer_labels["b_decay"] == "adam"  # [L, H]: 2-D, but a stacked vector
@@ -121,11 +144,14 @@ def _train_step(model, optimizer, tokens):
 
 
 def test_muon_on_the_scanned_model_equals_muon_on_the_unscanned_one():
-  unscanned = AfmoeLM(TINY, rngs=nnx.Rngs(0))
-  scanned = AfmoeLM(SCANNED, rngs=nnx.Rngs(1))
+  assert STEP_SCANNED.scan_plan() == (0, 2)
+  unscanned = AfmoeLM(STEP_TINY, rngs=nnx.Rngs(0))
+  scanned = _abstract(STEP_SCANNED)  # every variable is replaced by the unscanned values
   state = nnx.state(scanned)
-  nnx.replace_by_pure_dict(state, stack_layers(nnx.to_pure_dict(nnx.state(unscanned)), SCANNED))
+  nnx.replace_by_pure_dict(state, stack_layers(nnx.to_pure_dict(nnx.state(unscanned)),
+                                               STEP_SCANNED))
   nnx.update(scanned, state)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(nnx.state(scanned)))
   before = nnx.to_pure_dict(nnx.state(scanned, nnx.Param))
   tx = lambda: muon(LR, adam_learning_rate=ADAM_LR, weight_decay=0.01)
   optimizers = [nnx.Optimizer(m, tx(), wrt=nnx.Param) for m in (unscanned, scanned)]
@@ -134,7 +160,8 @@ def test_muon_on_the_scanned_model_equals_muon_on_the_unscanned_one():
     for model, optimizer in zip((unscanned, scanned), optimizers):
       _train_step(model, optimizer, tokens)
   after = nnx.to_pure_dict(nnx.state(scanned, nnx.Param))
-  expected = stack_layers(nnx.to_pure_dict(nnx.state(unscanned, nnx.Param)), SCANNED)
+  expected = stack_layers(nnx.to_pure_dict(nnx.state(unscanned, nnx.Param)), STEP_SCANNED)
+  assert expected.pop("layers") == {}  # every layer is in the groups
   # Newton-Schulz amplifies the float32 regrouping of the scanned gradients (~1e-7) on small
   # singular directions: 2e-6 seen after two steps; one stacked Muon would be off by ~1e-2.
   chex.assert_trees_all_close(after, expected, rtol=1e-4, atol=1e-5)
@@ -146,7 +173,6 @@ def test_kfac_refuses_stacked_layers():
   factors = {"w": KroneckerFactors(jnp.eye(D), jnp.eye(H))}
   with pytest.raises(ValueError, match="stacked layers"):
     kfac_projector(factors, 0.5, inner=optax.sgd(0.1)).init({"w": jnp.zeros((L, D, H))})
-  mixer = MixerConfig(kind="2mamba", num_heads=2, head_dim=4, conv_size=2, decay_bias=True)
-  model = mixer_lm(32, 8, 2, mixer, 2, scan_layers=True, rngs=nnx.Rngs(0))
+  model = _two_mamba(True)
   with pytest.raises(ValueError, match="scanned layers"):
     collect_kfac_factors(model, [("layers", "scanned", "up")], [], lambda m, b: m(b["inputs"]))
