@@ -8,7 +8,7 @@ Presets:
     space, 16 tiny AFMoE-family models (12 dense: d 32-96, l 1, 2, 4; 4 MoE: d 32, 64, l 2, E 4
     and 8, K 1) trained on the same token budget of a second-order Markov stream (V 64, 400
     steps of 16 x 64 tokens: 410k tokens each, 5x fewer than the spec's 2M, so that the sweep
-    fits in about 4-5 minutes on 2 cores; one dispatch of 200 steps between the evaluations at
+    aims at about 4-5 minutes on 2 cores (645 CPU-s measured at a load of 13-22); one dispatch of 200 steps between the evaluations at
     0, 200 and 400 steps), the loss law fitted on 80% of
     them and scored on the rest (and the study of why it fails: `law_study`), the co-design
     consistency checks with our fitted law, and the CPU decode-timing calibration.
