@@ -6,9 +6,13 @@ for the AFMoE LM (dense prefix, two scanned groups of [local, global] MoE layers
 shared tiny LM with attention and the 2Mamba LM. Remat variants give the same loss and
 gradients. Router-state writes through `moe_layers()` views land in the stacked rows that
 trinity's bias balancing expects.
+
+Speed: each model is built once (cached builders, `nnx.clone`d where a test writes to it) and
+each loss-and-gradient program is compiled and run once per model on the shared `TOKENS`.
 """
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -54,12 +58,32 @@ def _pure(tree) -> dict:
   return nnx.to_pure_dict(tree)
 
 
-def _afmoe_pair(remat="none"):
-  """An unscanned AFMoE and a scanned one holding the same parameters."""
-  unscanned = AfmoeLM(TINY, rngs=nnx.Rngs(0))
+@functools.cache
+def _afmoe_unscanned() -> AfmoeLM:
+  return AfmoeLM(TINY, rngs=nnx.Rngs(0))
+
+
+def _afmoe_abstract(config: AfmoeConfig = SCANNED) -> AfmoeLM:
+  """`AfmoeLM(config)` built abstractly (`nnx.eval_shape`: shapes and names, no values)."""
+  return nnx.eval_shape(lambda: AfmoeLM(config, rngs=nnx.Rngs(1)))
+
+
+@functools.cache
+def _afmoe_scanned(remat="none") -> AfmoeLM:
+  """A scanned AFMoE holding the parameters of `_afmoe_unscanned()` (built once per remat).
+
+  Every variable is loaded, so it is built abstractly (no eager initialization to compile).
+  """
   config = dataclasses.replace(SCANNED, remat=remat)
-  scanned = AfmoeLM(config, rngs=nnx.Rngs(1))  # other draws: all values come from `unscanned`
-  return unscanned, _load(scanned, stack_layers(_pure(nnx.state(unscanned)), config))
+  scanned = _load(_afmoe_abstract(config),
+                  stack_layers(_pure(nnx.state(_afmoe_unscanned())), config))
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(nnx.state(scanned)))
+  return scanned
+
+
+def _afmoe_pair(remat="none"):
+  """An unscanned AFMoE and a scanned one holding the same parameters (fresh clones)."""
+  return nnx.clone(_afmoe_unscanned()), nnx.clone(_afmoe_scanned(remat))
 
 
 def _afmoe_loss(model, tokens):
@@ -68,10 +92,29 @@ def _afmoe_loss(model, tokens):
   return loss, (logits, counts)
 
 
-@nnx.jit
+# The compiled programs of these tiny models are small: XLA's cheapest optimization level saves
+# compile time (float results differ by ~1e-7, far inside the tolerances).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+@functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
+def _afmoe_grads_of(graphdef, state, tokens):
+  return nnx.value_and_grad(_afmoe_loss, has_aux=True)(nnx.merge(graphdef, state), tokens)
+
+
 def _afmoe_grads(model, tokens):
   """(loss, (logits, counts)), grads in one compiled program."""
-  return nnx.value_and_grad(_afmoe_loss, has_aux=True)(model, tokens)
+  return _afmoe_grads_of(*nnx.split(model), tokens)
+
+
+TOKENS = _tokens()
+
+
+@functools.cache
+def _afmoe_result(remat: str | None):
+  """`_afmoe_grads` on `TOKENS`: the unscanned model (remat None) or the scanned one."""
+  model = _afmoe_unscanned() if remat is None else _afmoe_scanned(remat)
+  return _afmoe_grads(nnx.clone(model), TOKENS)
 
 
 @pytest.mark.parametrize("num_layers, dense, every, scan_layers, plan", [
@@ -88,7 +131,7 @@ def test_scan_plan_groups_aligned_moe_layers(num_layers, dense, every, scan_laye
 
 
 def test_scanned_afmoe_layout_names_and_pattern():
-  model = AfmoeLM(SCANNED, rngs=nnx.Rngs(0))
+  model = _afmoe_abstract()  # the layout; the initial post-norm gain compiled on its own below
   assert len(model.layers) == 3 and model.groups.length == 2
   group = model.groups.scanned
   assert [layer.attn.window for layer in group.layers] == [3, None]  # [local, global]
@@ -98,14 +141,16 @@ def test_scanned_afmoe_layout_names_and_pattern():
   assert pt.names_of(group.layers[0].attn.q) == ("layers", "embed", "heads")
   assert pt.names_of(group.layers[1].mlp.gate) == ("layers", "expert", "embed", "mlp")
   assert group.layers[0].mlp.expert_bias.shape == (2, 4)
-  np.testing.assert_allclose(group.layers[0].attn_out.scale[...], 1 / np.sqrt(7))
+  # Initialization compiled with only this output (the rest of it is dead code to XLA).
+  gain = jax.jit(lambda: AfmoeLM(SCANNED, rngs=nnx.Rngs(0)).groups.scanned.layers[0]
+                 .attn_out.scale[...])()
+  assert gain.shape == (2, 16)
+  np.testing.assert_allclose(gain, 1 / np.sqrt(7))
 
 
 def test_scanned_afmoe_equals_unscanned_forward_and_gradients():
-  unscanned, scanned = _afmoe_pair()
-  tokens = _tokens()
-  (loss_u, (logits_u, counts_u)), grads_u = _afmoe_grads(unscanned, tokens)
-  (loss_s, (logits_s, counts_s)), grads_s = _afmoe_grads(scanned, tokens)
+  (loss_u, (logits_u, counts_u)), grads_u = _afmoe_result(None)
+  (loss_s, (logits_s, counts_s)), grads_s = _afmoe_result("none")
   assert counts_s.shape == (TINY.num_moe_layers, TINY.num_experts)
   np.testing.assert_array_equal(counts_s, counts_u)  # same routing, in layer order
   np.testing.assert_allclose(logits_s, logits_u, atol=2e-6)
@@ -142,11 +187,10 @@ def test_moe_layers_views_write_the_stacked_rows_trinity_balances():
 
 @pytest.mark.parametrize("remat", [pytest.param("full", marks=pytest.mark.slow), "dots"])
 def test_remat_gives_the_same_loss_and_gradients(remat):
-  _, plain = _afmoe_pair("none")
-  _, checkpointed = _afmoe_pair(remat)
-  tokens = _tokens(2)
-  (loss, _), grads = _afmoe_grads(plain, tokens)
-  (loss_r, _), grads_r = _afmoe_grads(checkpointed, tokens)
+  plain, checkpointed = _afmoe_scanned("none"), _afmoe_scanned(remat)
+  tokens = TOKENS
+  (loss, _), grads = _afmoe_result("none")
+  (loss_r, _), grads_r = _afmoe_result(remat)
   np.testing.assert_allclose(loss_r, loss, rtol=1e-6)
   chex.assert_trees_all_close(_pure(grads_r), _pure(grads), **GRAD_TOL)
   # The policy is wired in: the differentiated program holds remat regions with that policy
@@ -160,17 +204,17 @@ def test_remat_gives_the_same_loss_and_gradients(remat):
 def test_scanned_remat_model_merged_inside_jax_value_and_grad():
   """The trainer's pattern: params merged inside `jax.value_and_grad`, the router state from
   the outer trace (nnx.scan and nnx.remat refuse such variables)."""
-  _, model = _afmoe_pair("dots")
+  model = _afmoe_scanned("dots")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tokens = _tokens(5)
+  tokens = TOKENS
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
   def loss_and_grads(params, rest):
     return jax.value_and_grad(
         lambda p: _afmoe_loss(nnx.merge(graphdef, p, rest), tokens)[0])(params)
 
   loss, grads = loss_and_grads(params, rest)
-  (expected, _), expected_grads = _afmoe_grads(model, tokens)
+  (expected, _), expected_grads = _afmoe_result("dots")
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   chex.assert_trees_all_close(_pure(grads), _pure(expected_grads), **GRAD_TOL)
 
@@ -195,25 +239,50 @@ def _lm_loss(model, tokens):
   return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean(), logits
 
 
-_lm_grads = nnx.jit(nnx.value_and_grad(_lm_loss, has_aux=True))
+@functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
+def _lm_grads_of(graphdef, state, tokens):
+  return nnx.value_and_grad(_lm_loss, has_aux=True)(nnx.merge(graphdef, state), tokens)
+
+
+def _lm_grads(model, tokens):
+  return _lm_grads_of(*nnx.split(model), tokens)
 
 BUILDERS = {
     "attention": lambda scan_layers, remat="none", seed=0: _tiny_lm(
         lambda r: CausalSelfAttention(16, 2, rngs=r), scan_layers, remat, seed),
     "2mamba_lm": _two_mamba_lm,
 }
+LM_TOKENS = _tokens(3)
+
+
+@functools.cache
+def _lm(kind: str, scan_layers: bool, remat="none"):
+  """The `kind` LM holding the parameters of its unscanned no-remat build (seed 0).
+
+  The others are built abstractly (`nnx.eval_shape`), then every variable is loaded.
+  """
+  if not scan_layers and remat == "none":
+    return BUILDERS[kind](False)
+  pure = _pure(nnx.state(_lm(kind, False)))
+  model = nnx.eval_shape(lambda: BUILDERS[kind](scan_layers, remat, seed=1))
+  model = _load(model, _stack_tiny(pure, 3) if scan_layers else pure)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(nnx.state(model)))
+  return model
+
+
+@functools.cache
+def _lm_result(kind: str, scan_layers: bool, remat="none"):
+  """`_lm_grads` of `_lm(...)` on `LM_TOKENS`, compiled and run once."""
+  return _lm_grads(nnx.clone(_lm(kind, scan_layers, remat)), LM_TOKENS)
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_scanned_tiny_lm_equals_unscanned(kind):
-  build = BUILDERS[kind]
-  unscanned = build(False)
-  scanned = _load(build(True, seed=1), _stack_tiny(_pure(nnx.state(unscanned)), 3))
+  unscanned, scanned = _lm(kind, False), _lm(kind, True)
   assert scanned.layers.scanned.up.kernel.shape == (3, 16, unscanned.layers[0].up.kernel.shape[1])
   assert pt.names_of(scanned.layers.scanned.up.kernel) == ("layers", "embed", "mlp")
-  tokens = _tokens(3)
-  (loss_u, logits_u), grads_u = _lm_grads(unscanned, tokens)
-  (loss_s, logits_s), grads_s = _lm_grads(scanned, tokens)
+  (loss_u, logits_u), grads_u = _lm_result(kind, False)
+  (loss_s, logits_s), grads_s = _lm_result(kind, True)
   np.testing.assert_allclose(logits_s, logits_u, atol=2e-6)
   np.testing.assert_allclose(loss_s, loss_u, rtol=1e-6)
   chex.assert_trees_all_close(_pure(grads_s), _stack_tiny(_pure(grads_u), 3), **GRAD_TOL)
@@ -221,12 +290,9 @@ def test_scanned_tiny_lm_equals_unscanned(kind):
 
 @pytest.mark.parametrize("scan_layers, remat", [(True, "dots"), (False, "full")])
 def test_tiny_lm_remat_keeps_loss_and_gradients(scan_layers, remat):
-  build = BUILDERS["2mamba_lm"]
-  plain = build(scan_layers)
-  checkpointed = _load(build(scan_layers, remat, seed=1), _pure(nnx.state(plain)))
-  tokens = _tokens(4)
-  ((loss, _), grads), ((loss_r, _), grads_r) = (_lm_grads(plain, tokens),
-                                                _lm_grads(checkpointed, tokens))
+  # Both models hold the unscanned 2Mamba LM's parameters (stacked when scanned).
+  ((loss, _), grads), ((loss_r, _), grads_r) = (_lm_result("2mamba_lm", scan_layers),
+                                                _lm_result("2mamba_lm", scan_layers, remat))
   np.testing.assert_allclose(loss_r, loss, rtol=1e-6)
   chex.assert_trees_all_close(_pure(grads_r), _pure(grads), **GRAD_TOL)
 
@@ -239,4 +305,4 @@ def test_invalid_settings_are_refused():
   with pytest.raises(ValueError, match="length"):
     scan.Scanned(lambda r: nnx.Linear(2, 2, rngs=r), 0, rngs=nnx.Rngs(0))
   with pytest.raises(IndexError):
-    scan.layer_view(AfmoeLM(SCANNED, rngs=nnx.Rngs(0)).groups, 2)
+    scan.layer_view(_afmoe_abstract().groups, 2)
