@@ -72,10 +72,6 @@ def _mean(runs: list[dict], get) -> float:
   return float(np.mean([get(r) for r in runs]))
 
 
-def _reported(id: str, statement: str, measured) -> report.Claim:
-  return report.Claim(id, statement, None, float(measured), "reported, not gated", True)
-
-
 def _pts(a: float) -> str:
   return f"pts@{a:g}"
 
@@ -94,7 +90,7 @@ def claims_of(config: WebAgentConfig, preset: str, runs: list[dict]) -> list[rep
 
   def add(claim_fn, id, statement, measured, *bound, paper_value=None):
     claims.append(claim_fn(id, statement, measured, *bound, paper_value=paper_value) if gated
-                  else _reported(id, statement, measured))
+                  else report.reported(id, statement, measured))
 
   add(report.at_least, "C1_style_discovery_ari", f"(provisional) lowest ARI of k-means (k {config.styles}) on "
       f"the per-user features of the training trajectories against the true styles ({at})", ari, 0.8)
@@ -119,15 +115,15 @@ def claims_of(config: WebAgentConfig, preset: str, runs: list[dict]) -> list[rep
   add(report.at_least, "C4_style_conditioning_non_inferior", f"(provisional) style-conditioned minus general "
       f"PTS, worst alpha ({worst:g}: {score('style', _pts(worst)):.3f} vs {score('general', _pts(worst)):.3f}; "
       f"mean of {n} seed(s))", diffs[worst], -0.02)
-  claims.append(_reported("style_minus_general_f1", "intervention F1 of the style-conditioned minus the general "
+  claims.append(report.reported("style_minus_general_f1", "intervention F1 of the style-conditioned minus the general "
                           "predictor (mean over seeds)", score("style", "f1_intervene") - score("general", "f1_intervene")))
-  claims.append(_reported("general_step_accuracy", "step accuracy of the general predictor (mean over seeds)",
+  claims.append(report.reported("general_step_accuracy", "step accuracy of the general predictor (mean over seeds)",
                           score("general", "accuracy")))
   for a in config.alphas:
-    claims.append(_reported(f"always_intervene_pts_alpha_{a:g}", f"PTS of always-intervene at alpha {a:g} (hits "
+    claims.append(report.reported(f"always_intervene_pts_alpha_{a:g}", f"PTS of always-intervene at alpha {a:g} (hits "
                             "every event; every earlier step of its window a false positive; provisional PTS)",
                             score("always", _pts(a))))
-    claims.append(_reported(f"style_pts_alpha_{a:g}", f"PTS of the style-conditioned predictor at alpha {a:g}",
+    claims.append(report.reported(f"style_pts_alpha_{a:g}", f"PTS of the style-conditioned predictor at alpha {a:g}",
                             score("style", _pts(a))))
   return claims
 
