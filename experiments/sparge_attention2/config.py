@@ -86,6 +86,8 @@ class SpargeConfig:
     warmup_steps: warm-up of the teacher.
     finetune_lr: constant AdamW learning rate of the fine-tunes (after finetune_warmup steps).
     finetune_warmup: warm-up steps of the fine-tunes.
+    finetune_schedule: the fine-tunes' learning rate after warm-up: "constant" or "cosine"
+      (cosine decay to 0.1 x finetune_lr at the last step).
     trainable: what the fine-tunes train: "all" weights or only the "attention" projections.
     kernel_check: also check the Pallas kernel against the reference (interpret mode on CPU).
     teacher: training loop of stage `teacher` (full attention, flow matching, original data).
@@ -114,6 +116,7 @@ class SpargeConfig:
   warmup_steps: int = 50
   finetune_lr: float = 1e-3
   finetune_warmup: int = 10
+  finetune_schedule: str = "constant"
   trainable: str = "all"
   kernel_check: bool = True
   teacher: TrainConfig = TrainConfig(steps=600, eval_every=0, log_every=25, checkpoint_every=200)
@@ -143,6 +146,7 @@ class SpargeConfig:
     check(0 < self.finetune_lr <= 1, "finetune_lr", self.finetune_lr, "in (0, 1]")
     check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
     check(self.finetune_warmup >= 0, "finetune_warmup", self.finetune_warmup, ">= 0")
+    check_choice("finetune_schedule", self.finetune_schedule, ("constant", "cosine"))
     check_choice("trainable", self.trainable, ("all", "attention"))
 
 

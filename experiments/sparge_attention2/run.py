@@ -87,14 +87,14 @@ def distillation(config: SpargeConfig, out_dir: Path, progress, full: bool = Tru
   teacher_state = teacher.state
   sparse = model.student_attention(config)
   shifted = model.HeldOut(config, teacher_state, "shifted")
-  vd_loss = {"before": shifted.evaluate(teacher_state, sparse)["mse_to_teacher"]}
+  vd_loss = {"before": shifted.evaluate(teacher_state, sparse, sparsity=False)["mse_to_teacher"]}
   metrics, states = {}, {}
   for loss, stage in (("vd", "student"), ("fm", "fm_finetune")) if full else (("vd", "student"),):
     run = experiment_lib.run_stage(EXPERIMENT, config, out_dir / stage, progress, stage=stage,
                                    inputs={"teacher": teacher_state},
                                    label=f"student, {loss} fine-tune")
     states[loss], histories[loss] = run.state, run.history
-  vd_loss["after"] = shifted.evaluate(states["vd"], sparse)["mse_to_teacher"]
+  vd_loss["after"] = shifted.evaluate(states["vd"], sparse, sparsity=False)["mse_to_teacher"]
   if full:
     held_out = model.HeldOut(config, teacher_state)
     metrics = {"teacher": held_out.evaluate(teacher_state, dit.dense_attention),

@@ -40,6 +40,9 @@ def test_config_refuses_bad_values():
   with pytest.raises(ConfigError, match="mask_study.top_p_boundary"):
     EXPERIMENT.config("smoke", ["mask_study.top_p_boundary=crossing"])
   assert EXPERIMENT.config("smoke", ["top_p_boundary=exclude"]).top_p_boundary == "exclude"
+  with pytest.raises(ConfigError, match="finetune_schedule"):
+    EXPERIMENT.config("smoke", ["finetune_schedule=linear"])
+  assert EXPERIMENT.config("small", []).finetune_schedule == "constant"
 
 
 def test_bench_masks_have_the_requested_density():
