@@ -27,17 +27,31 @@ def test_smoke_study_shows_fine_tuning_damage_and_crispedit_locality(smoke_repor
   assert seed["ft"]["drop_points"] > 10 and seed["ft"]["edit_success"] == 1.0
   assert seed["a_only"]["drop_points"] > seed["crispedit"]["drop_points"]
   assert (seed["crispedit"]["project"], seed["crispedit"]["label_mode"]) == ("gradient", "empirical")
-  assert (seed["crispedit_ours"]["project"], seed["crispedit_ours"]["label_mode"]) == ("both", "sampled")
-  assert study["lm"]["0"]["crispedit_ours"]["subspace_leak"] < 1e-3 and study["lm_sequential"] is None
+  ours = study["lm"]["0"]["crispedit_ours"]  # ours runs in the LM study (its subspace check)
+  assert (ours["project"], ours["label_mode"]) == ("both", "sampled")
+  assert ours["subspace_leak"] < 1e-3 and study["lm_sequential"] is None
   assert (run.folder / "crispedit.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_factors_of_attention_and_mlp_projections_in_the_lm():
-  """Taps work on the LM's attention (qkv) and MLP (down) projections: A from their inputs."""
-  from jaxpapers.nn.embedding import embed_lookup  # pylint: disable=g-import-not-at-top
+@pytest.fixture(scope="module")
+def smoke_lm():
+  """(config, facts, model): the smoke preset's LM, built once in one compiled program for the
+  tests below (built eagerly, each initializer compiled on its own)."""
   config = EXPERIMENT.config("smoke").lm
   facts = lm.make_facts(config)
-  model = lm.fact_lm(config, facts.vocab_size, rngs=nnx.Rngs(0))
+  model = nnx.jit(lambda: lm.fact_lm(config, facts.vocab_size, rngs=nnx.Rngs(1)))()
+  return config, facts, model
+
+
+@nnx.jit
+def _forward(model, tokens):
+  return model(tokens)
+
+
+def test_factors_of_attention_and_mlp_projections_in_the_lm(smoke_lm):
+  """Taps work on the LM's attention (qkv) and MLP (down) projections: A from their inputs."""
+  from jaxpapers.nn.embedding import embed_lookup  # pylint: disable=g-import-not-at-top
+  config, facts, model = smoke_lm
   items = [(s, r, 1, facts.objects[s, r]) for s in range(3) for r in range(2)]
   batch = lm.fact_rows(facts, items, config.seq_len, "all")
   paths = [("layers", 0, "mixer", "qkv"), ("layers", 1, "mlp", "down")]
@@ -72,14 +86,13 @@ def test_token_mlp_is_tiny_lms_gelu_mlp():
       np.testing.assert_array_equal(getattr(ours.layers[layer].mlp, name).kernel[...],
                                     getattr(plain.layers[layer], name).kernel[...])
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, facts.vocab_size, (3, 16)))
-  np.testing.assert_allclose(ours(tokens), plain(tokens), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(_forward(ours, tokens), _forward(plain, tokens), rtol=1e-6, atol=1e-6)
 
 
-def test_tail_logits_equal_the_full_forward_at_the_objects():
+def test_tail_logits_equal_the_full_forward_at_the_objects(smoke_lm):
   """The edit loop's forward (cached prefix, logits at the object only) is TinyLM's, either layer."""
-  config = EXPERIMENT.config("smoke").lm
-  facts = lm.make_facts(config)
-  model = lm.fact_lm(config, facts.vocab_size, rngs=nnx.Rngs(1))
+  config, facts, model = smoke_lm
+  tail = nnx.jit(lambda m, b, layer: lm.tail_logits_fn(layer)(m, b), static_argnames="layer")
   items = [(s, r, t, facts.objects[(s + 1) % 12, r]) for s in range(4) for r in range(2) for t in (0, 2)]
   rows = lm.fact_rows(facts, items, config.seq_len, "object")
   length = lm.object_span(rows)
@@ -89,8 +102,8 @@ def test_tail_logits_equal_the_full_forward_at_the_objects():
     edited = nnx.clone(model)  # a changed kernel flows through the tail
     edited.layers[layer].mlp.down.kernel[...] = edited.layers[layer].mlp.down.kernel[...] * 1.5 + 0.01
     batch = lm.edit_inputs(model, rows, layer, length)  # prefix of the base model: kernel-free
-    full = np.asarray(edited(jnp.asarray(rows["inputs"])))[np.arange(len(pos)), pos]
-    np.testing.assert_allclose(lm.tail_logits_fn(layer)(edited, batch), full, rtol=1e-4, atol=1e-5)
+    full = np.asarray(_forward(edited, jnp.asarray(rows["inputs"])))[np.arange(len(pos)), pos]
+    np.testing.assert_allclose(tail(edited, batch, layer=layer), full, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(batch["targets"], rows["targets"][np.arange(len(pos)), pos])
   assert lm.tail_logits_fn(0) is lm.tail_logits_fn(0)  # one function: one compiled edit loop
   # the study's evaluation from the cached prefix = the full forward's accuracy and text loss
@@ -98,11 +111,12 @@ def test_tail_logits_equal_the_full_forward_at_the_objects():
   evaluation = lm.Evaluation(model, 0, {"rows": rows}, text)
   edited = nnx.clone(model)
   edited.layers[0].mlp.down.kernel[...] = edited.layers[0].mlp.down.kernel[...] * 3.0
-  logits = edited(jnp.asarray(rows["inputs"]))
+  logits = _forward(edited, jnp.asarray(rows["inputs"]))
   full_correct = np.asarray(jnp.argmax(logits, -1))[np.arange(len(pos)), pos] == batch["targets"]
   np.testing.assert_array_equal(evaluation.correct(edited, "rows"), full_correct)
   assert evaluation.accuracy(edited, "rows") == pytest.approx(full_correct.mean())
-  full_text = lm._masked_ce(edited(jnp.asarray(text["inputs"])), {k: jnp.asarray(v) for k, v in text.items()})
+  full_text = lm._masked_ce(_forward(edited, jnp.asarray(text["inputs"])),
+                            {k: jnp.asarray(v) for k, v in text.items()})
   assert evaluation.text_loss(edited) == pytest.approx(float(full_text), rel=1e-5)
   with pytest.raises(ValueError, match="do not fit"):
     lm.edit_inputs(model, rows, 0, int(pos.max()))
@@ -165,12 +179,10 @@ def test_mlp_claims_gate_on_the_authors_configuration():
   assert claims["mlp_drop_ratio"].measured == pytest.approx(2.5 / 12.0)
 
 
-def test_edit_loop_gradient_through_the_stored_transpose():
+def test_edit_loop_gradient_through_the_stored_transpose(smoke_lm):
   """`with_transposed_hidden`: the edit loss and its kernel gradient are those of the plain tail."""
   from jaxpapers.editing import edit_loss  # pylint: disable=g-import-not-at-top
-  config = EXPERIMENT.config("smoke").lm
-  facts = lm.make_facts(config)
-  model = lm.fact_lm(config, facts.vocab_size, rngs=nnx.Rngs(2))
+  config, facts, model = smoke_lm
   items = [(s, r, 0, facts.objects[(s + 3) % 12, r]) for s in range(5) for r in range(2)]
   rows = lm.fact_rows(facts, items, config.seq_len, "object")
   plain = lm.edit_inputs(model, rows, 1, lm.object_span(rows))
@@ -184,7 +196,8 @@ def test_edit_loop_gradient_through_the_stored_transpose():
     return edit_loss(lm.tail_logits_fn(1)(m, batch), batch)
 
   kernel = model.layers[1].mlp.down.kernel[...]
-  (l0, g0), (l1, g1) = (jax.value_and_grad(loss)(kernel, b) for b in (plain, fast))
+  value_and_grad = jax.jit(jax.value_and_grad(loss))  # one compile per batch structure
+  (l0, g0), (l1, g1) = (value_and_grad(kernel, b) for b in (plain, fast))
   assert float(l1) == pytest.approx(float(l0), rel=1e-6)
   np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-7)
   assert float(jnp.abs(g0).max()) > 0
