@@ -58,7 +58,8 @@ def test_config_refuses_bad_values():
 @pytest.fixture(scope="module")
 def tiny():
   config = EXPERIMENT.config("smoke", ["data.train_examples=64", "data.eval_examples=16"])
-  state = nnx.state(ul_models.UnifiedLatents(config.model, rngs=nnx.Rngs(0)))
+  # Initialised in one compiled program (eager construction compiles every initializer op).
+  state = jax.jit(lambda: nnx.state(ul_models.UnifiedLatents(config.model, rngs=nnx.Rngs(0))))()
   return config, state
 
 
@@ -74,48 +75,59 @@ def test_stop_gradient_cuts_only_the_prior_path_into_the_encoder(tiny):
   out[...] = 0.1 * jax.random.normal(jax.random.key(1), out.shape)
   state = nnx.state(net)
 
-  def encoder_grad_norm(which, prior_gradient):
+  def encoder_grad_norm(state, which, prior_gradient):
     def loss(s):
       l_z, l_x = model.stage1_losses(config, nnx.merge(graphdef, s), x, jax.random.key(0),
                                      prior_gradient)
       return jnp.mean(l_z if which == "prior" else l_x)
     grads = jax.grad(loss)(state)
-    return sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads["encoder"]))
+    return sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads["encoder"]))
 
-  assert encoder_grad_norm("prior", False) == 0.0
-  assert encoder_grad_norm("prior", True) > 0.0
-  assert encoder_grad_norm("decoder", False) > 0.0
+  # The three gradients in one compiled program (eager autodiff compiles every op on its own).
+  norms = jax.jit(lambda s: [encoder_grad_norm(s, *case) for case in
+                             (("prior", False), ("prior", True), ("decoder", False))])(state)
+  no_prior, with_prior, decoder = (float(n) for n in norms)
+  assert no_prior == 0.0
+  assert with_prior > 0.0
+  assert decoder > 0.0
 
 
 def test_stage1_losses_match_the_library_losses_by_hand(tiny):
   """The task's L_z is `prior_loss` of E(x) (w = 1, KL included), L_x `decoder_loss` given z_0,
   with the same draws of times and noises, written out here."""
   config, state = tiny
-  net = model.stage1_model(config, state)
+  graphdef = model.stage1_graphdef(config)
   x = jnp.asarray(model.eval_images(config)[:8])
   rng = jax.random.key(3)
-  l_z, l_x = model.stage1_losses(config, net, x, rng)
-  k_tz, k_tx, k_e0, k_ez, k_ex = jax.random.split(rng, 5)
-  z = net.encoder(x)
-  a0, s0 = ul.encoder_noise(5.0)
-  z_0 = a0 * z + s0 * jax.random.normal(k_e0, z.shape)
-  t_z, t_x = ul.stratified_times(k_tz, 8), ul.stratified_times(k_tx, 8)
-  eps_z, eps_x = jax.random.normal(k_ez, z.shape), jax.random.normal(k_ex, x.shape)
-  lam_z = 5.0 - 15.0 * t_z
-  a, s = jnp.sqrt(jax.nn.sigmoid(lam_z))[:, None], jnp.sqrt(jax.nn.sigmoid(-lam_z))[:, None]
-  z_t = a * z + s * eps_z
-  eps_hat = s * z_t + a * net.prior(z_t, lam_z)
-  kl = 0.5 * jnp.sum(jax.nn.sigmoid(-10.0) * z ** 2 + jax.nn.sigmoid(10.0) - 1
-                     - jnp.log(jax.nn.sigmoid(10.0)), 1)
-  np.testing.assert_allclose(np.asarray(l_z), np.asarray(0.5 * 15 * jnp.sum((eps_z - eps_hat) ** 2, 1) + kl),
-                             rtol=1e-5)
-  lam_x = 10.0 - 20.0 * t_x
-  a, s = (jnp.sqrt(jax.nn.sigmoid(lam_x))[:, None, None, None],
-          jnp.sqrt(jax.nn.sigmoid(-lam_x))[:, None, None, None])
-  x_t = a * x + s * eps_x
-  eps_hat = s * x_t + a * net.decoder(x_t, lam_x, z_0)
-  expected = 1.5 * 0.5 * 20 * jax.nn.sigmoid(-lam_x) * jnp.sum((eps_x - eps_hat) ** 2, (1, 2, 3))
-  np.testing.assert_allclose(np.asarray(l_x), np.asarray(expected), rtol=1e-5)
+
+  @jax.jit  # library and hand computation in one compiled program (eager ops compile one by one)
+  def both(state):
+    net = nnx.merge(graphdef, state)
+    l_z, l_x = model.stage1_losses(config, net, x, rng)
+    k_tz, k_tx, k_e0, k_ez, k_ex = jax.random.split(rng, 5)
+    z = net.encoder(x)
+    a0, s0 = ul.encoder_noise(5.0)
+    z_0 = a0 * z + s0 * jax.random.normal(k_e0, z.shape)
+    t_z, t_x = ul.stratified_times(k_tz, 8), ul.stratified_times(k_tx, 8)
+    eps_z, eps_x = jax.random.normal(k_ez, z.shape), jax.random.normal(k_ex, x.shape)
+    lam_z = 5.0 - 15.0 * t_z
+    a, s = jnp.sqrt(jax.nn.sigmoid(lam_z))[:, None], jnp.sqrt(jax.nn.sigmoid(-lam_z))[:, None]
+    z_t = a * z + s * eps_z
+    eps_hat = s * z_t + a * net.prior(z_t, lam_z)
+    kl = 0.5 * jnp.sum(jax.nn.sigmoid(-10.0) * z ** 2 + jax.nn.sigmoid(10.0) - 1
+                       - jnp.log(jax.nn.sigmoid(10.0)), 1)
+    expected_z = 0.5 * 15 * jnp.sum((eps_z - eps_hat) ** 2, 1) + kl
+    lam_x = 10.0 - 20.0 * t_x
+    a, s = (jnp.sqrt(jax.nn.sigmoid(lam_x))[:, None, None, None],
+            jnp.sqrt(jax.nn.sigmoid(-lam_x))[:, None, None, None])
+    x_t = a * x + s * eps_x
+    eps_hat = s * x_t + a * net.decoder(x_t, lam_x, z_0)
+    expected_x = 1.5 * 0.5 * 20 * jax.nn.sigmoid(-lam_x) * jnp.sum((eps_x - eps_hat) ** 2, (1, 2, 3))
+    return l_z, expected_z, l_x, expected_x
+
+  l_z, expected_z, l_x, expected_x = both(jax.tree.map(jnp.asarray, state))
+  np.testing.assert_allclose(np.asarray(l_z), np.asarray(expected_z), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(l_x), np.asarray(expected_x), rtol=1e-5)
 
 
 def test_base_stage_trains_on_the_frozen_encoders_clean_latents(tiny):
@@ -129,8 +141,9 @@ def test_base_stage_trains_on_the_frozen_encoders_clean_latents(tiny):
   # Every training latent is E(x) of a training image (rows shuffled by grain).
   distance = np.abs(batch["z"][:, None] - z[None]).max(-1).min(-1)
   np.testing.assert_allclose(distance, 0, atol=1e-6)
-  base = task.init_model(rngs=nnx.Rngs(0))
-  loss, _ = task.loss_fn(base, {k: jnp.asarray(v) for k, v in batch.items()}, jax.random.key(0))
+  # The base model built and its loss evaluated in one compiled program (eager is op by op).
+  loss = jax.jit(lambda b: task.loss_fn(task.init_model(rngs=nnx.Rngs(0)), b, jax.random.key(0))[0])(
+      {k: jnp.asarray(v) for k, v in batch.items()})
   assert np.isfinite(float(loss)) and float(loss) > 0
 
 
