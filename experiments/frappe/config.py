@@ -29,6 +29,8 @@ class DataConfig:
     textures: held-out OOD textures (ids 0..N-1); the action-free set uses ids N..2N-1.
     eval_episodes: closed-loop episodes per setting (ID, OOD), fixed seeds.
     seed: seed of every data set.
+    quick_compile: compile the demo generator with XLA's cheap backend settings (smoke: about
+      half its compile time; the demos may differ from the default build's in the last bits).
   """
 
   pretrain_demos: int = 300
@@ -39,6 +41,7 @@ class DataConfig:
   textures: int = 20
   eval_episodes: int = 1000
   seed: int = 0
+  quick_compile: bool = False
 
   def __post_init__(self):
     for name in ("pretrain_demos", "task_demos", "action_free_demos", "probe_demos",
@@ -135,7 +138,7 @@ SMOKE = FrappeConfig(
                     projector_hidden=16, frequency_dim=8),
     mipa=MiPAConfig(lora_rank=2, target_dim=8),
     data=DataConfig(pretrain_demos=4, task_demos=4, action_free_demos=4, probe_demos=4,
-                    eval_episodes=64),
+                    eval_episodes=64, quick_compile=True),
     replan=4, with_no_balance=False, checks=True, study=False,
     teacher=_train(10), pretrain=_train(10), finetune=_train(10, 1), mid=_train(10, 1, 10),
     post=_train(10, 2, 10))

@@ -55,11 +55,21 @@ def _episodes(key, n: int, chunk: int, horizon: int, shifted: bool, texture_offs
           "future_agent": states.agent[:, future], "box": states.box}
 
 
+# The same generator compiled with XLA's cheap backend settings (`data.quick_compile`, smoke):
+# about half the compile time (the expert scan and the rendering dominate), while its values
+# may differ from `_episodes`' in the last bits. The small and paper presets use `_episodes`.
+_episodes_quick = jax.jit(
+    _episodes.__wrapped__, static_argnames=("n", "chunk", "horizon", "shifted"),
+    compiler_options={"xla_backend_optimization_level": 0,
+                      "xla_llvm_disable_expensive_passes": True})
+
+
 def demos(config: FrappeConfig, n: int, seed: int, shifted: bool = False,
           texture_offset: int = 0) -> dict[str, np.ndarray]:
   """`n` expert episodes flattened to frames (arrays [n * 40, ...]) plus `has_action`."""
   key = jax.random.fold_in(jax.random.key(config.data.seed), seed)
-  out = _episodes(key, n, config.model.chunk, config.data.horizon, shifted, texture_offset)
+  episodes = _episodes_quick if config.data.quick_compile else _episodes
+  out = episodes(key, n, config.model.chunk, config.data.horizon, shifted, texture_offset)
   out = {k: np.asarray(v).reshape(-1, *v.shape[2:]) for k, v in out.items()}
   out["has_action"] = np.full(len(out["images"]), 0.0 if shifted else 1.0, np.float32)
   if shifted:  # the action-free set: actions discarded

@@ -74,7 +74,10 @@ def reproduce(config: FrappeConfig, preset: str, out_dir: Path, progress):
   claims = []
   if config.checks:
     claims += checks.gate_claims(config)
-    fresh = nnx.state(model.mipa_model(config, None, nnx.Rngs(0)))  # built once, for both
+    # The untrained MiPA of the identity and gradient checks: the post stage's own initial
+    # state (its random LoRA A, projectors and router; the checks load the mid model into it),
+    # so no MiPA is built eagerly, op by op.
+    fresh = runs["R2"].initial_state
     claims.append(checks.identity_claim(config, mid.state, ds.task, fresh))
     claims += checks.gradient_claims(config, mid.state, model.post_arrays(
         dataclasses.replace(config, action_free=True)), fresh)
