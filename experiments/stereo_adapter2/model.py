@@ -78,6 +78,10 @@ def evaluate(config: StereoConfig, model: RAFTStereo, batch_size: int = 8) -> di
   evaluation pairs' valid pixels; one run of `max(eval_iters)` iterations per batch (the last
   batch padded with pairs of no valid pixel, so every batch has one shape)."""
   data = stereo_pairs(config.eval_pairs, config.eval_seed, config.data)
+  # One placement for every model (the trainer's mesh-sharded state and host copies such as the
+  # smoke run's untrained model alike), so `_error_sums` compiles once per shape, not per sharding.
+  graphdef, state = nnx.split(model)
+  model = nnx.merge(graphdef, jax.device_put(state, jax.devices()[0]))
   size = min(batch_size, config.eval_pairs)
   totals = None
   for start in range(0, config.eval_pairs, size):

@@ -27,14 +27,14 @@ TPU_SHAPE, TPU_CHUNK = (1, 37, 8, 4), 8
 
 
 def _inputs(batch, length, channels, n, seed=0):
-  ks = jax.random.split(jax.random.key(seed), 6)
-  u = jax.random.normal(ks[0], (batch, length, channels))
-  delta = jax.nn.softplus(jax.random.normal(ks[1], (batch, length, channels)) - 1.0)
-  A = -jnp.exp(0.5 * jax.random.normal(ks[2], (channels, n)))
-  B = jax.random.normal(ks[3], (batch, length, n))
-  C = jax.random.normal(ks[4], (batch, length, n))
-  D = jax.random.normal(ks[5], (channels,))
-  return u, delta, A, B, C, D
+  """Random inputs, drawn with numpy (jax's N-d random draws each compile for ~1 CPU-s)."""
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: rng.standard_normal(shape, np.float32)
+  u = normal(batch, length, channels)
+  delta = np.log1p(np.exp(normal(batch, length, channels) - 1.0))  # softplus
+  A = -np.exp(0.5 * normal(channels, n))
+  B, C = normal(batch, length, n), normal(batch, length, n)
+  return tuple(jnp.asarray(x, jnp.float32) for x in (u, delta, A, B, C, normal(channels)))
 
 
 def _loss(fn):

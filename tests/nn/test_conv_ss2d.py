@@ -11,9 +11,23 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxpapers.nn.conv_ss2d import MODES, ConvSS2D, SS2DConfig, cross_merge, cross_scan
+from jaxpapers.nn.conv_ss2d import (
+  MODES,
+  ConvSS2D,
+  SS2DConfig,
+  cross_merge,
+  cross_scan,
+  flat_uniform,
+  torch_default,
+)
 
 H, W, C, N = 3, 4, 4, 2
+
+
+def _normal(seed: int, *shapes) -> list[jax.Array]:
+  """Standard normal arrays drawn with numpy (jax's N-d draws each compile for ~1 CPU-s)."""
+  rng = np.random.default_rng(seed)
+  return [jnp.asarray(rng.standard_normal(shape, np.float32)) for shape in shapes]
 
 
 def _orders(mode: str) -> list[np.ndarray]:
@@ -31,9 +45,7 @@ def test_cross_scan_visits_the_hand_built_orders_and_merge_is_its_adjoint(mode):
   seqs = np.asarray(cross_scan(index, mode))[0, :, :, 0]
   for k, order in enumerate(_orders(mode)):
     np.testing.assert_array_equal(seqs[k], order)
-  kx, ky = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(kx, (2, H, W, 3))
-  y = jax.random.normal(ky, (2, 4, H * W, 3))
+  x, y = _normal(0, (2, H, W, 3), (2, 4, H * W, 3))
   # <scan(x), y> == <x, merge(y)>, and merge(scan(x)) == 4 x.
   np.testing.assert_allclose(jnp.vdot(cross_scan(x, mode), y),
                              jnp.vdot(x, cross_merge(y, H, W, mode)), rtol=1e-5)
@@ -86,19 +98,18 @@ def _module(mode: str, scan: str = "sequential") -> ConvSS2D:
   module = ConvSS2D(C, 3, SS2DConfig(C, d_state=N, dt_rank=1, mode=mode, scan=scan),
                     rngs=nnx.Rngs(0))
   m = module.ss2d
-  ks = jax.random.split(jax.random.key(1), 3)
+  da, ds, db = _normal(1, m.A_log.shape, m.Ds.shape, m.dt_bias.shape)
   # Distinct per-direction A, D and step sizes, so a direction paired with the wrong
   # parameters shows.
-  m.A_log[...] = m.A_log[...] + 0.3 * jax.random.normal(ks[0], m.A_log.shape)
-  m.Ds[...] = jax.random.normal(ks[1], m.Ds.shape)
-  m.dt_bias[...] = m.dt_bias[...] + 2.0 + jax.random.normal(ks[2], m.dt_bias.shape)
+  m.A_log[...] = m.A_log[...] + 0.3 * da
+  m.Ds[...] = ds
+  m.dt_bias[...] = m.dt_bias[...] + 2.0 + db
   return module
 
 
 @pytest.fixture(scope="module")
 def inputs():
-  kh, kx = jax.random.split(jax.random.key(2))
-  return jax.random.normal(kh, (1, H, W, C)), jax.random.normal(kx, (1, H, W, 3))
+  return _normal(2, (1, H, W, C), (1, H, W, 3))
 
 
 # cross2d (four distinct orders) and unidi; bidi differs only in cross_scan, tested above.
@@ -155,3 +166,13 @@ def test_config_rejects_bad_values_naming_the_field():
     SS2DConfig(8, scan="fft")
   with pytest.raises(ValueError, match="d_state"):
     SS2DConfig(8, d_state=0)
+
+
+def test_flat_draws_equal_jaxs_nd_draws_bit_for_bit():
+  # The cheap-to-compile flat draws give the same parameters as the N-d initializers they replace.
+  key = jax.random.key(7)
+  shape = (3, 3, 2, 5)
+  want = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")(key, shape)
+  np.testing.assert_array_equal(torch_default(key, shape), want)
+  np.testing.assert_array_equal(flat_uniform(key, (4, 3, 6), -0.5, 0.25),
+                                jax.random.uniform(key, (4, 3, 6), minval=-0.5, maxval=0.25))
