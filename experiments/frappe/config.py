@@ -15,6 +15,8 @@ import dataclasses
 from jaxpapers.core.config import MeshConfig, TrainConfig, check
 from jaxpapers.nn.rdt_policy import MiPAConfig, RDTConfig
 
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -78,6 +80,10 @@ class FrappeConfig:
     post: stage `post` (MiPA on the frozen mid model); R3 trains mid + post steps of it from
       the pretrained model.
     mesh: devices.
+    prng_impl: JAX's PRNG for the whole run (`jax.default_prng_impl`); smoke: "unsafe_rbg",
+      XLA's RngBitGenerator, whose programs compile in about half the time of threefry's
+      (every random init, the demos, the noise draws of each train step); another random
+      stream, so the smoke figures are those of another draw.
   """
 
   model: RDTConfig = RDTConfig()
@@ -106,8 +112,10 @@ class FrappeConfig:
   post: TrainConfig = TrainConfig(steps=150, eval_every=0, log_every=50, checkpoint_every=150,
                                   seed=2, steps_per_dispatch=50)
   mesh: MeshConfig = MeshConfig(axis_types="auto")
+  prng_impl: str = "threefry2x32"
 
   def __post_init__(self):
+    check(self.prng_impl in PRNG_IMPLS, "prng_impl", self.prng_impl, f"one of {PRNG_IMPLS}")
     m = self.model
     check(m.image_size == 16 and m.channels == 3 and m.proprio_dim == 2 and m.action_dim == 2,
           "model.image_size", m.image_size, "16 with channels 3, proprio_dim 2, action_dim 2 "
@@ -139,7 +147,7 @@ SMOKE = FrappeConfig(
     mipa=MiPAConfig(lora_rank=2, target_dim=8),
     data=DataConfig(pretrain_demos=4, task_demos=4, action_free_demos=4, probe_demos=4,
                     eval_episodes=64, quick_compile=True),
-    replan=4, with_no_balance=False, checks=True, study=False,
+    replan=4, with_no_balance=False, checks=True, study=False, prng_impl="unsafe_rbg",
     teacher=_train(10), pretrain=_train(10), finetune=_train(10, 1), mid=_train(10, 1, 10),
     post=_train(10, 2, 10))
 SMALL = FrappeConfig()

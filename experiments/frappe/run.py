@@ -14,6 +14,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 from flax import nnx
 
 from jaxpapers.core import experiment as experiment_lib
@@ -55,7 +56,15 @@ def _plot(path: Path, runs: dict, success: dict) -> Path:
 
 
 def reproduce(config: FrappeConfig, preset: str, out_dir: Path, progress):
-  """Teacher, pretraining, R0-R4 and the no-balance run; probe, success, router, cost."""
+  """Teacher, pretraining, R0-R4 and the no-balance run; probe, success, router, cost.
+
+  Every key of the run is drawn with `config.prng_impl` (smoke: the cheaper-to-compile RBG).
+  """
+  with jax.default_prng_impl(config.prng_impl):
+    return _reproduce(config, preset, out_dir, progress)
+
+
+def _reproduce(config: FrappeConfig, preset: str, out_dir: Path, progress):
   gated = preset != "smoke"
   cfg_nb = dataclasses.replace(config, balance_weight=0.0,
                                mipa=dataclasses.replace(config.mipa, smoothing=0.0))
