@@ -21,9 +21,9 @@ from kernels_pallas.selective_scan import ops, reference, tpu_kernel
 
 # Tiny shapes (interpret mode is slow per step): L 70 (padded to 96 by the default chunk 32),
 # N 4 states, 8 channels, batch 2; Pallas' TPU interpreter is slower per step still, so the TPU
-# kernel runs on L 37 in chunks of 8 (padded to 40: five chunks carried in VMEM scratch).
+# kernel runs on L 21 in chunks of 8 (padded to 24: three chunks carried in VMEM scratch).
 SHAPE = (2, 70, 8, 4)
-TPU_SHAPE, TPU_CHUNK = (1, 37, 8, 4), 8
+TPU_SHAPE, TPU_CHUNK = (1, 21, 8, 4), 8
 
 
 def _inputs(batch, length, channels, n, seed=0):
