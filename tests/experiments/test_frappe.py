@@ -40,3 +40,9 @@ def test_fourier_features_and_config_checks():
   with pytest.raises(ConfigError, match="ddim_steps"):
     EXPERIMENT.config("small", ["ddim_steps=0"])
   assert EXPERIMENT.config("small", ["align_weight=0.1"]).align_weight == 0.1
+  with pytest.raises(ConfigError, match="prng_impl"):
+    EXPERIMENT.config("smoke", ["prng_impl=philox9"])
+  # The smoke-only compile savings never reach the measured presets.
+  for preset in ("small", "paper"):
+    cfg = EXPERIMENT.config(preset, [])
+    assert cfg.prng_impl == "threefry2x32" and not cfg.data.quick_compile and not cfg.checks
