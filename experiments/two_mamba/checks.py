@@ -22,14 +22,11 @@ from flax import nnx
 
 import kernels_pallas
 from jaxpapers.nn import second_order
+from jaxpapers.nn.flat_random import flat_normal
 from jaxpapers.nn.mixers import Mixer, MixerConfig
 from kernels_pallas.second_order_attention import reference
 
-
-def _normal(key, shape, dtype=jnp.float32) -> jax.Array:
-  """`jax.random.normal(key, shape)`, drawn flat and reshaped: the same bits (threefry's counters
-  are the flat indices), but XLA compiles the flat draw ~10x faster than a 3-D or 4-D one."""
-  return jax.random.normal(key, (int(np.prod(shape)),), dtype).reshape(shape)
+_normal = flat_normal  # the N-d draw's bits, cheaper to compile
 
 
 def _random_inputs(key, batch, seq, heads, dim, dtype=jnp.float32):

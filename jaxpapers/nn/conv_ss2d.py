@@ -32,21 +32,11 @@ from flax import nnx
 
 import kernels_pallas
 from jaxpapers.core.errors import ConfigError
+from jaxpapers.nn.flat_random import flat_uniform
 
 MODES = ("cross2d", "bidi", "unidi")
 SCANS = ("pallas", "associative", "sequential")
 K = 4  # scan directions (parameter sets) in every mode
-
-
-def flat_uniform(key: jax.Array, shape: tuple[int, ...], minval: float = 0.0,
-                 maxval: float = 1.0, dtype=jnp.float32) -> jax.Array:
-  """`jax.random.uniform(key, shape, dtype, minval, maxval)`, bit for bit, drawn as one flat
-  vector and reshaped. With `jax_threefry_partitionable` (the default) the bits of element i are
-  threefry of its row-major index, so the values are the same; but XLA on CPU compiles an N-d
-  draw (an N-d iota split into two 32-bit words) about 10x slower than a flat one (measured: ten
-  [3, 3, 16, c] kernels, 23.6 CPU-s against 2.0 CPU-s to compile), and model init is all draws."""
-  flat = jax.random.uniform(key, (math.prod(shape),), dtype, minval, maxval)
-  return flat.reshape(shape)
 
 
 def torch_default(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
