@@ -13,6 +13,7 @@ import kernels_pallas
 from jaxpapers.core import report
 from jaxpapers.nn.conv_ss2d import MODES, ConvSS2D, SS2DConfig, cross_merge, cross_scan
 from jaxpapers.nn.raft_stereo import ConvGRU
+from kernels_pallas.selective_scan import reference as selective_scan_reference
 
 SHAPE = (1, 16, 24, 32)  # batch, H, W, C_h (= C_x)
 P0 = (3, 12)  # row 13 is 10 rows below it
@@ -80,16 +81,9 @@ def bookkeeping() -> dict:
 SCAN_SHAPE, SCAN_CHUNK = (2, 20, 40, 6), 8
 
 
-def _scan_inputs(batch=SCAN_SHAPE[0], length=SCAN_SHAPE[1], channels=SCAN_SHAPE[2],
-                 n=SCAN_SHAPE[3]):
-  """Random scan inputs (numpy: no jax random programs to compile)."""
-  rng = np.random.default_rng(2)
-  normal = lambda *shape: rng.standard_normal(shape, np.float32)
-  u = normal(batch, length, channels)
-  delta = np.log1p(np.exp(normal(batch, length, channels) - 1.0))  # softplus
-  a = -np.exp(0.5 * normal(channels, n))
-  b, c = normal(batch, length, n), normal(batch, length, n)
-  return tuple(jnp.asarray(v, jnp.float32) for v in (u, delta, a, b, c, normal(channels)))
+def _scan_inputs():
+  """Random scan inputs at SCAN_SHAPE (numpy: no jax random programs to compile)."""
+  return selective_scan_reference.random_inputs(*SCAN_SHAPE, seed=2)
 
 
 def scan_equivalence() -> dict:

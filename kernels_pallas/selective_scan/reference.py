@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -64,3 +65,16 @@ def associative(u, delta, A, B, C, D=None) -> jax.Array:
   s = states(u, delta, A, B)
   y = jnp.einsum("blcn,bln->blc", s, _acc(C), precision=lax.Precision.HIGHEST)
   return _skip(y, u, D).astype(u.dtype)
+
+
+def random_inputs(batch: int, length: int, channels: int, n: int, seed: int = 0):
+  """Random (u, delta, A, B, C, D) for tests and checks: standard normals, delta = softplus(z - 1),
+  A = -exp(0.5 z); drawn with numpy (jax's N-d random draws each compile for ~1 CPU-s)."""
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: rng.standard_normal(shape, np.float32)
+  u = normal(batch, length, channels)
+  delta = np.log1p(np.exp(normal(batch, length, channels) - 1.0))  # softplus
+  A = -np.exp(0.5 * normal(channels, n))
+  B, C = normal(batch, length, n), normal(batch, length, n)
+  return tuple(jnp.asarray(x, jnp.float32) for x in (u, delta, A, B, C, normal(channels)))
+

@@ -26,15 +26,7 @@ SHAPE = (2, 70, 8, 4)
 TPU_SHAPE, TPU_CHUNK = (1, 21, 8, 4), 8
 
 
-def _inputs(batch, length, channels, n, seed=0):
-  """Random inputs, drawn with numpy (jax's N-d random draws each compile for ~1 CPU-s)."""
-  rng = np.random.default_rng(seed)
-  normal = lambda *shape: rng.standard_normal(shape, np.float32)
-  u = normal(batch, length, channels)
-  delta = np.log1p(np.exp(normal(batch, length, channels) - 1.0))  # softplus
-  A = -np.exp(0.5 * normal(channels, n))
-  B, C = normal(batch, length, n), normal(batch, length, n)
-  return tuple(jnp.asarray(x, jnp.float32) for x in (u, delta, A, B, C, normal(channels)))
+_inputs = reference.random_inputs
 
 
 def _loss(fn):
