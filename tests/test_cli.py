@@ -126,6 +126,9 @@ BAD_INPUT = [
     pytest.param(["reproduce", "all", "--preset", "smoke", "--out", "{w}", "train.seed=1"],
                  ["the overrides do not fit experiment", "train.seed"],
                  id="reproduce-all-field-unknown-to-some"),
+    pytest.param(["plan", "unified_latents", "--preset", "paper", "data.tfds_data_dir={w}"],
+                 ["TFDS dataset 'imagenet2012'", "not prepared in", "tfds build imagenet2012"],
+                 id="plan-tfds-dataset-not-prepared"),
 ]
 
 

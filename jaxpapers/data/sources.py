@@ -18,10 +18,13 @@ Text corpora (``TextSource``) are in ``jaxpapers.data.corpora``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
+
+from jaxpapers.core.errors import UsageError
 
 Example = dict[str, np.ndarray]
 Batch = dict[str, np.ndarray]
@@ -150,6 +153,10 @@ def tfds_source(
 
   Returns:
     A ``TfdsSource`` whose examples are dicts of numpy arrays.
+
+  Raises:
+    UsageError: the dataset or split is not prepared under ``data_dir`` in a random-access
+      format (one line naming the dataset, the folder and the fix; nothing is downloaded).
   """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -157,6 +164,22 @@ def tfds_source(
     raise ImportError(
         f"tfds_source needs tensorflow-datasets: {_TFDS_HINT}"
     ) from e
-  return TfdsSource(
-      tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  )
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)  # TFDS warns about empty version folders on stderr
+  try:
+    return TfdsSource(
+        tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    )
+  except (tfds.core.registered.DatasetNotFoundError, KeyError, FileNotFoundError,
+          NotImplementedError) as e:  # NotImplementedError: not in a random-access format
+    where = data_dir or tfds.core.constants.DATA_DIR
+    raise UsageError(
+        f"TFDS dataset {name!r} (split {split!r}) is not prepared in {where} "
+        f"({type(e).__name__}); prepare it (`tfds build {name} --data_dir DIR "
+        "--file_format array_record`; "
+        "jaxpapers never downloads) and point data_dir (an experiment's data.tfds_data_dir) at DIR, "
+        "or choose another data.source"
+    ) from None
+  finally:
+    absl_logger.setLevel(level)

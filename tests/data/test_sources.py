@@ -85,3 +85,16 @@ def test_tfds_source_missing_package(monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
   with pytest.raises(ImportError, match=r"jaxpapers\[tfds\]"):
     data.tfds_source("mnist", "train")
+
+
+@pytest.mark.parametrize("name", ["mnist", "no_such_dataset_here"])
+def test_tfds_source_not_prepared_is_one_usage_line(name, tmp_path, capfd):
+  """A registered dataset with no files and an unknown name both give one UsageError line."""
+  pytest.importorskip("tensorflow_datasets")
+  from jaxpapers.core.errors import UsageError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UsageError) as info:
+    data.tfds_source(name, "train", data_dir=str(tmp_path))
+  message = str(info.value)
+  assert "\n" not in message
+  assert f"'{name}'" in message and str(tmp_path) in message and "tfds build" in message
+  assert "absl" not in capfd.readouterr().err
