@@ -68,6 +68,10 @@ def test_pairs_depend_only_on_seed_and_index():
   assert np.abs(other["left"] - again["left"]).max() > 0.1
   source = stereo_source(2, seed=3, cfg=CFG)
   assert len(source) == 2 and source[1]["left"].shape == (24, 48, 1)
+  for key, value in source[1].items():  # drawn on access, the same bits as the stacked pairs
+    np.testing.assert_array_equal(value, again[key][1])
+  with pytest.raises(IndexError):
+    source[2]
 
 
 def test_config_rejects_rectangles_larger_than_the_image():
