@@ -30,7 +30,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from kernels_pallas import dispatch
+from kernels_pallas import dispatch, sharding
 from kernels_pallas.selective_scan import kernel as gpu_kernel
 from kernels_pallas.selective_scan import reference, tpu_kernel
 
@@ -217,8 +217,9 @@ def selective_scan(u: jax.Array, delta: jax.Array, A: jax.Array, B: jax.Array, C
                      "e.g. 16, 32 or 64, or None for the default")
   padded = _round_up(length, chunk)
   args = [_pad_to(x.astype(F32), 1, padded) for x in (u, delta, B, C)]
-  y = _scan(args[0], args[1], A.astype(F32), args[2], args[3],
-            _Static(chunk, backend, interpret))[:, :length]
+  static = _Static(chunk, backend, interpret)
+  y = sharding.per_shard(lambda *a: _scan(*a, static), (args[0], args[1], A.astype(F32), *args[2:]),
+                         ("blc", "blc", "cn", "bln", "bln"), "blc")[:, :length]
   if D is not None:
     y = y + D.astype(F32) * u.astype(F32)
   return y.astype(u.dtype)

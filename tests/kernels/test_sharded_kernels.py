@@ -14,6 +14,8 @@ from jax.sharding import PartitionSpec as P
 
 from kernels_pallas.block_sparse_attention import ops as block_sparse
 from kernels_pallas.second_order_attention import ops as second_order
+from kernels_pallas.selective_scan import ops as selective_scan
+from kernels_pallas.selective_scan import reference as scan_reference
 
 B, S, H, D = 2, 32, 2, 16
 
@@ -70,3 +72,34 @@ def test_op_under_an_auto_mesh_splits_the_batch_and_equals_unsharded(name):
   assert "shard_map" in text or "sdy.manual_computation" in text  # run per shard of the batch
   for got, expected in zip(grads, want):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def _scan_op(u, delta, A, B, C):
+  """ConvSS2D's use: one scan per direction under vmap (each direction its own A)."""
+  return jax.vmap(lambda a, uu: selective_scan.selective_scan(uu, delta, a, B, C, chunk=8),
+                  in_axes=(0, None))(A, u)
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
+def test_selective_scan_on_a_batch_sharded_mesh_equals_unsharded(axis_type):
+  """Mosaic kernels cannot be partitioned by XLA: the scan runs per batch shard, and the
+  gradient of the replicated A sums over the shards."""
+  u, delta, A, B, C, _ = scan_reference.random_inputs(4, 12, 8, 4)
+  A = jnp.stack([A, 0.5 * A])  # two directions
+  loss = lambda u, delta, A, B, C: jnp.sum(_scan_op(u, delta, A, B, C) ** 2)
+  grad = jax.grad(loss, argnums=(0, 1, 2, 3, 4))
+  want_out, want_grads = _scan_op(u, delta, A, B, C), grad(u, delta, A, B, C)
+  mesh = jax.make_mesh((2, 2), ("data", "fsdp"), axis_types=(axis_type,) * 2,
+                       devices=jax.devices()[:4])
+  with jax.set_mesh(mesh):
+    args = (u, delta, A, B, C)
+    if axis_type == AxisType.Explicit:
+      split = lambda x: jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp"))))
+      args = (split(u), split(delta), A, split(B), split(C))
+    text = jax.jit(grad).lower(*args).as_text()
+    out = jax.jit(_scan_op)(*args)
+    grads = jax.jit(grad)(*args)
+  assert "shard_map" in text or "sdy.manual_computation" in text
+  np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-5)
+  for got, want in zip(grads, want_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
